@@ -528,6 +528,13 @@ def _ensure_files(spec: DatasetSpec, root: Path, download: bool) -> None:
     )
 
 
+def ensure_available(name: str, data_dir=None, download: bool = True) -> None:
+    """Check (and, with torchvision, fetch) the files of dataset ``name`` without loading them."""
+    spec = get_spec(name)
+    if spec.needs_files:
+        _ensure_files(spec, resolve_data_dir(data_dir), download)
+
+
 # --------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------

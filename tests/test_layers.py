@@ -615,3 +615,67 @@ def test_factory_with_var_kwargs_receives_everything():
     finally:
         unregister_layer("test_kwargs_layer", "conv3x3")
     assert "test_kwargs_layer" not in list_layers("conv3x3")
+
+
+# ============================================================================ more gradients
+
+def test_quanv_complex_mode_gradcheck():
+    layer = FlippedQuanv3x3(2, 2, angles="complex", dtype=F64)
+    perturb_imag(layer, 0.2)
+    theta = layer.theta.detach().clone().requires_grad_(True)
+    bias = layer.bias.detach().clone().requires_grad_(True)
+    x = torch.randn(1, 2, 3, 4, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(_functional(layer), (theta, bias, x))
+
+
+def test_reupload_complex_mode_gradcheck():
+    layer = DataReUploadingLinear(5, 3, n_reps=2, angles="complex", dtype=F64)
+    perturb_imag(layer, 0.2)
+    theta = layer.theta.detach().clone().requires_grad_(True)
+    bias = layer.bias.detach().clone().requires_grad_(True)
+    x = torch.randn(2, 5, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(_functional(layer), (theta, bias, x), atol=1e-6, rtol=1e-4)
+
+
+def test_reupload_float32_gradients_match_float64():
+    l32 = DataReUploadingLinear(60, 8, n_reps=4, dtype=F32)
+    l64 = DataReUploadingLinear(60, 8, n_reps=4, dtype=F64)
+    with torch.no_grad():
+        l64.theta.copy_(l32.theta.double())
+        l64.bias.copy_(l32.bias.double())
+    x = torch.randn(5, 60)
+    w = torch.randn(5, 8)
+    grads = []
+    for layer, dtype in ((l32, F32), (l64, F64)):
+        xx = x.to(dtype).detach().clone().requires_grad_(True)
+        (w.to(dtype) * layer(xx)).sum().backward()
+        grads.append((layer.theta.grad.double(), xx.grad.double()))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-4 * float(b.abs().max()), rtol=0)
+
+
+# ============================================================================ known library bugs
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="DataReUploadingLinear.final_states reshapes with -1, which "
+                   "fails on an empty batch (nn.Linear returns shape (0, out_features))")
+@pytest.mark.parametrize("path", ["fast", "reference"])
+def test_reupload_empty_batch(path):
+    layer = DataReUploadingLinear(5, 3, n_reps=2, path=path, dtype=F64)
+    assert nn.Linear(5, 3)(torch.zeros(0, 5)).shape == (0, 3)
+    assert layer(torch.zeros(0, 5, dtype=F64)).shape == (0, 3)
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="FlippedQuanv3x3.forward_reference reshapes unfold patches "
+                   "with -1, which fails on an empty batch (the fast path returns shape (0, C_out, H', W'))")
+def test_quanv_reference_empty_batch():
+    layer = FlippedQuanv3x3(1, 2, dtype=F64)
+    x = torch.zeros(0, 1, 4, 4, dtype=F64)
+    assert layer(x).shape == (0, 2, 2, 2)
+    assert layer.forward_reference(x).shape == (0, 2, 2, 2)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="when the output count forces more than 10 qubits, the error "
+                   "says '(needed for 5 inputs)', blaming the inputs instead of the 2000 outputs")
+def test_reupload_too_many_qubits_message_names_the_cause():
+    with pytest.raises(QcreepError, match=r"supports at most 10 qubits, got 11 .*2000 outputs"):
+        DataReUploadingLinear(5, 2000)

@@ -1,0 +1,342 @@
+"""The ``qcreep`` command: a thin shell over the library.
+
+    qcreep run                      # the whole ladder on the embedded digits, then the table
+    qcreep run --dataset fashion-mnist --levels 0 1 2 --seeds 5 --epochs 50 --out DIR
+    qcreep run --assign conv1=flipped_quanv3x3,conv2=conv2d,head=data_reuploading
+    qcreep list | qcreep summary --dataset mnist --level 2 [--json] | qcreep report DIR
+
+Bad input (unknown names, bad numbers, missing or corrupt data, a broken config, a checkpoint of
+another run) prints one line on stderr and exits with code 2. Heavy imports happen inside the
+commands, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "qcreep-results"
+SWEEP_KEYS = {
+    # config-file key: (type, is a list)
+    "datasets": (str, True), "levels": (int, True), "assign": (str, True), "all_assignments": (bool, False),
+    "seeds": (int, False), "angles": (str, True), "epochs": (int, False), "batch_size": (int, False),
+    "lr": (float, False), "n_reps": (int, False), "n_qubits": (int, False), "max_train": (int, False),
+    "max_test": (int, False), "eval_batch_size": (int, False), "dtype": (str, False), "device": (str, False),
+    "data_dir": (str, False), "threads": (int, False),
+}
+DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 5,
+            "angles": ["real"]}
+ALIASES = {"dataset": "datasets", "level": "levels", "assignments": "assign", "angle": "angles"}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return value
+
+
+def _level(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"levels are integers 0, 1, 2, got '{text}'") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="qcreep", description="Swap classical layers for simulated quantum layers, "
+                                                "one at a time, and measure what each swap changes.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    run = sub.add_parser("run", help="train a ladder of runs and print the results table",
+                         description="Train every (dataset, level or assignment, angle mode, seed). With no "
+                                     "arguments: the paper's ladder (levels 0 1 2) on the embedded digits data, "
+                                     "5 seeds, the paper's protocol.")
+    run.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings; flags override it")
+    run.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", metavar="NAME",
+                     help="digits (default), mnist, fashion-mnist, cifar10")
+    run.add_argument("--levels", "--level", dest="levels", nargs="+", type=_level, metavar="L",
+                     help="replacement levels (default 0 1 2 unless --assign is given)")
+    run.add_argument("--assign", nargs="+", metavar="SPEC",
+                     help="explicit assignments, e.g. conv1=flipped_quanv3x3,conv2=conv2d,head=data_reuploading")
+    run.add_argument("--all-assignments", action="store_true", default=None,
+                     help="every classical/quantum assignment of the slots, all-classical to all-quantum")
+    run.add_argument("--seeds", type=_positive_int, metavar="N", help="seeds 0..N-1 (default 5)")
+    run.add_argument("--angles", nargs="+", choices=["real", "complex"],
+                     help="real (physical, default) and/or complex (the published code's non-unitary mode)")
+    run.add_argument("--epochs", type=_positive_int, help="epochs per run (default 50)")
+    run.add_argument("--batch-size", type=_positive_int, help="default 200")
+    run.add_argument("--lr", type=_positive_float, help="Adam learning rate (default 5e-4)")
+    run.add_argument("--n-reps", type=_positive_int, help="re-uploads of the quantum head (default 10)")
+    run.add_argument("--n-qubits", type=_positive_int, help="qubits of the quantum head (default: the minimum)")
+    run.add_argument("--max-train", type=_positive_int, metavar="N", help="train on the first N examples")
+    run.add_argument("--max-test", type=_positive_int, metavar="N", help="test on the first N examples")
+    run.add_argument("--eval-batch-size", type=_positive_int, help="default 1000")
+    run.add_argument("--dtype", choices=["float32", "float64"])
+    run.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    run.add_argument("--data-dir", help="dataset folder (else $QCREEP_DATA, else a user cache folder)")
+    run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    run.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default ./{DEFAULT_OUT})")
+    run.add_argument("--resume", action="store_true", help="continue unfinished runs from their checkpoints")
+    bar = run.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress bars")
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress bars")
+
+    lst = sub.add_parser("list", help="datasets, slots and registered layers")
+    lst.add_argument("--json", action="store_true")
+
+    summ = sub.add_parser("summary", help="per-slot summary of a model: layers, shapes, parameter counts")
+    summ.add_argument("--dataset", default="digits")
+    which = summ.add_mutually_exclusive_group()
+    which.add_argument("--level", type=_level)
+    which.add_argument("--assign", metavar="SPEC")
+    summ.add_argument("--n-reps", type=_positive_int, default=10)
+    summ.add_argument("--n-qubits", type=_positive_int)
+    summ.add_argument("--angles", choices=["real", "complex"], default="real")
+    summ.add_argument("--json", action="store_true", help="machine-readable JSON (includes total_params)")
+
+    rep = sub.add_parser("report", help="Markdown table, CSV and plots from run records")
+    rep.add_argument("results_dir")
+    rep.add_argument("--out", help="where to write report.md, summary.csv and plots (default RESULTS_DIR)")
+    return parser
+
+
+def _version() -> str:
+    from qcreep import __version__
+    return f"qcreep {__version__}"
+
+
+# ------------------------------------------------------------------------------------------------
+# config files
+
+
+def load_config_file(path) -> dict:
+    """Settings from a TOML or YAML file, checked key by key."""
+    from qcreep.errors import ConfigError
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml or .yml")
+    except ConfigError:
+        raise
+    except Exception as err:
+        message = " ".join(str(err).split())
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {message}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table of settings, got {type(data).__name__}")
+    return {_config_key(k, path): _config_value(_config_key(k, path), v, path) for k, v in data.items()}
+
+
+def _config_key(key, path):
+    from qcreep.errors import ConfigError
+
+    key = ALIASES.get(str(key).replace("-", "_"), str(key).replace("-", "_"))
+    if key not in SWEEP_KEYS:
+        raise ConfigError(f"unknown key '{key}' in {path}; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
+    return key
+
+
+def _config_value(key, value, path):
+    from qcreep.errors import ConfigError
+
+    kind, is_list = SWEEP_KEYS[key]
+    items = value if isinstance(value, list) else [value]
+    if not is_list and isinstance(value, list):
+        raise ConfigError(f"key '{key}' in {path} takes one {kind.__name__}, got a list")
+    for item in items:
+        ok = isinstance(item, kind) and not (kind is not bool and isinstance(item, bool))
+        if kind is float and isinstance(item, int) and not isinstance(item, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(f"key '{key}' in {path} takes {kind.__name__} values, got {item!r}")
+    return items if is_list else value
+
+
+def effective_settings(args) -> dict:
+    """Defaults, then the config file, then flags."""
+    settings = dict(DEFAULTS)
+    if args.config:
+        settings.update(load_config_file(args.config))
+    for key in SWEEP_KEYS:
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+    if not settings.get("levels") and not settings.get("assign") and not settings.get("all_assignments"):
+        settings["levels"] = [0, 1, 2]
+    return settings
+
+
+def _save_settings(out_dir: Path, settings: dict) -> Path:
+    """Write the settings next to the results without replacing a different earlier file."""
+    import yaml
+
+    from qcreep.train import atomic_write_bytes
+
+    text = yaml.safe_dump({k: v for k, v in settings.items() if v is not None}, sort_keys=True)
+    for i in range(1, 1000):
+        path = out_dir / ("config.yaml" if i == 1 else f"config-{i}.yaml")
+        if not path.exists():
+            atomic_write_bytes(path, text.encode())
+            return path
+        if path.read_text() == text:
+            return path
+    raise RuntimeError("too many config files")
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_run(args) -> int:
+    from qcreep.data import ensure_available, get_spec
+    from qcreep.models import all_assignments, assignment_label, hybridnet
+    from qcreep.report import markdown_table, summarize, write_report, load_records
+    from qcreep.sweep import plan, run_sweep
+
+    settings = effective_settings(args)
+    assignments = list(settings.get("assign") or [])
+    if settings.get("all_assignments"):
+        for dataset in settings["datasets"]:
+            spec = get_spec(dataset)
+            assignments += [assignment_label(a) for a in all_assignments(hybridnet(spec.input_shape))]
+    fields = {k: settings[k] for k in ("epochs", "batch_size", "lr", "n_reps", "n_qubits", "max_train", "max_test",
+                                       "eval_batch_size", "dtype", "device", "data_dir", "threads") if settings.get(k) is not None}
+    configs = plan(settings["datasets"], levels=settings.get("levels"), assignments=assignments,
+                   seeds=range(settings["seeds"]), angles=settings["angles"], **fields)
+    for dataset, data_dir in dict.fromkeys((c.dataset, c.data_dir) for c in configs):
+        ensure_available(dataset, data_dir)  # fail before anything is written
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    saved = _save_settings(out_dir, settings)
+    print(f"qcreep: {len(configs)} run(s) -> {out_dir} (settings in {saved.name})", file=sys.stderr)
+    run_sweep(configs, out_dir, resume=args.resume, progress=args.progress)
+    paths = write_report(out_dir)
+    print(markdown_table(summarize(load_records(out_dir))))
+    print(f"\nreport: {paths['report']}", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from qcreep.data import describe_datasets
+    from qcreep.layers import layer_entries
+    from qcreep.models import hybridnet
+
+    backbone = hybridnet()
+    info = {
+        "datasets": describe_datasets(),
+        "slots": [{"slot": s.name, "kind": s.slot.kind, "contract": s.slot.describe(), "classical": s.classical,
+                   "quantum": s.quantum} for s in backbone.slots],
+        "levels": {str(k): list(v) for k, v in backbone.levels.items()},
+        "layers": [{"name": e.name, "slot_kind": e.slot_kind, "quantum": e.quantum, "description": e.description}
+                   for e in layer_entries()],
+    }
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print("datasets:")
+    for d in info["datasets"]:
+        shape = "x".join(map(str, d["input_shape"]))
+        print(f"  {d['name']:<14} input {shape:<8} {d['description']}")
+    print("slots of hybridnet (shown for 1x32x32 inputs):")
+    for s in info["slots"]:
+        print(f"  {s['slot']:<6} {s['contract']}  [classical {s['classical']}, quantum {s['quantum']}]")
+    print("replacement levels (quantum slots): " +
+          "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in info["levels"].items()))
+    print("registered layers:")
+    for e in info["layers"]:
+        kind = "quantum" if e["quantum"] else "classical"
+        print(f"  {e['slot_kind']:<8} {e['name']:<18} {kind:<9} {e['description']}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    import torch
+
+    from qcreep.data import get_spec
+    from qcreep.models import build_model, format_summary
+
+    spec = get_spec(args.dataset)
+    level = None if args.assign else (args.level if args.level is not None else 0)
+    torch.manual_seed(0)
+    model = build_model(spec.input_shape, level=level, assignment=args.assign, num_classes=spec.num_classes,
+                        n_reps=args.n_reps, n_qubits=args.n_qubits, angles=args.angles)
+    summary = model.summary()
+    summary["dataset"] = spec.name
+    summary["angles"] = args.angles
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from qcreep.report import load_records, markdown_table, summarize, write_report
+
+    paths = write_report(args.results_dir, args.out)
+    print(markdown_table(summarize(load_records(args.results_dir))))
+    print("\nwritten: " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "summary": cmd_summary, "report": cmd_report}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as err:
+        print(f"qcreep: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qcreep: interrupted; finished epochs are checkpointed, continue with --resume", file=sys.stderr)
+        return 130
+    except Exception as err:
+        from qcreep.errors import QcreepError
+
+        if isinstance(err, QcreepError):
+            print(f"qcreep: error: {' '.join(str(err).split())}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
