@@ -86,27 +86,37 @@ class Timer:
         return (time.perf_counter() - start) / inner
 
 
-def interleaved(timer: Timer, contenders: dict, repeats: int, min_time: float, max_inner: int = 50):
+def interleaved(timer: Timer, contenders: dict, repeats: int, min_time: float, max_inner: int = 50,
+                budget_s: float | None = None, min_repeats: int = 2):
     """Time contenders side by side.
 
     ``contenders`` maps a name to ``(callable, n_warmup)``. The last warm-up call also calibrates
-    ``inner``. Returns ``(times, inner)``: per-repeat seconds per call for each name, and the
-    number of calls per measurement.
+    ``inner``. With ``budget_s``, the repeats are cut (to no fewer than ``min_repeats``) when the
+    warm-up timings say they would take longer, so that a loaded machine still finishes in time.
+    Returns ``(times, inner, repeats)``: per-repeat seconds per call for each name, the number of
+    calls per measurement, and the repeats actually run.
     """
     names = list(contenders)
-    inner = {}
+    inner, per_repeat = {}, 0.0
     for name in names:
         fn, n_warmup = contenders[name]
         elapsed = None
         for _ in range(max(1, n_warmup)):
             elapsed = timer.time(fn, 1)
         inner[name] = max(1, min(max_inner, math.ceil(min_time / max(elapsed, 1e-9))))
+        per_repeat += inner[name] * elapsed
+    if budget_s is not None and repeats * per_repeat > budget_s:
+        cut = max(min_repeats, int(budget_s // per_repeat))
+        if cut < repeats:
+            print(f"    (repeats cut from {repeats} to {cut}: ~{per_repeat:.1f} s per repeat at warm-up, "
+                  f"budget {budget_s:g} s)")
+            repeats = cut
     gc.collect()
     times = {name: [] for name in names}
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
             times[name].append(timer.time(contenders[name][0], inner[name]))
-    return times, inner
+    return times, inner, repeats
 
 
 def median(values) -> float:
@@ -171,7 +181,7 @@ def forward_backward(fn, inputs, params):
 # 1. FlippedQuanv3x3 vs nn.Conv2d
 
 
-def bench_conv(device, timer, repeats, min_time):
+def bench_conv(device, timer, repeats, min_time, budget):
     print("\n[1] FlippedQuanv3x3 fast path vs nn.Conv2d  "
           f"(1->32 on 32x32 then 32->16 on 30x30, batch {BATCH}; input no grad, parameters grad)")
     torch.manual_seed(0)
@@ -191,8 +201,8 @@ def bench_conv(device, timer, repeats, min_time):
         "quanv_fwd_bwd": (forward_backward(quanv, [x], [*q1.parameters(), *q2.parameters()]), 3),
         "conv_fwd_bwd": (forward_backward(conv, [x], [*c1.parameters(), *c2.parameters()]), 3),
     }
-    times, inner = interleaved(timer, contenders, repeats, min_time)
-    res = {"times": {k: time_stats(v) for k, v in times.items()}, "inner": inner,
+    times, inner, repeats = interleaved(timer, contenders, repeats, min_time, budget_s=budget, min_repeats=3)
+    res = {"times": {k: time_stats(v) for k, v in times.items()}, "inner": inner, "repeats": repeats,
            "ratio_fwd": ratio_stats(times["quanv_fwd"], times["conv_fwd"]),
            "ratio_fwd_bwd": ratio_stats(times["quanv_fwd_bwd"], times["conv_fwd_bwd"]),
            "target": TARGET_CONV_RATIO}
@@ -211,7 +221,7 @@ def bench_conv(device, timer, repeats, min_time):
 # 2. DataReUploadingLinear vs one batched eigh
 
 
-def bench_head_vs_eigh(device, timer, repeats, min_time):
+def bench_head_vs_eigh(device, timer, repeats, min_time, budget):
     print(f"\n[2] DataReUploadingLinear({HEAD_IN}, {HEAD_OUT}, n_qubits={N_QUBITS}, n_reps={N_REPS}) fast path "
           f"vs one batched torch.linalg.eigh of the {BATCH} data Hamiltonians (input requires grad)")
     torch.manual_seed(1)
@@ -224,8 +234,8 @@ def bench_head_vs_eigh(device, timer, repeats, min_time):
         "head_fwd": (lambda: head(feats), 2),
         "eigh": (lambda: torch.linalg.eigh(h), 2),
     }
-    times, inner = interleaved(timer, contenders, repeats, min_time)
-    res = {"times": {k: time_stats(v) for k, v in times.items()}, "inner": inner,
+    times, inner, repeats = interleaved(timer, contenders, repeats, min_time, budget_s=budget, min_repeats=3)
+    res = {"times": {k: time_stats(v) for k, v in times.items()}, "inner": inner, "repeats": repeats,
            "ratio_fwd_bwd_vs_eigh": ratio_stats(times["head_fwd_bwd"], times["eigh"]),
            "ratio_fwd_vs_eigh": ratio_stats(times["head_fwd"], times["eigh"]),
            "target": TARGET_HEAD_VS_EIGH}
@@ -245,11 +255,11 @@ def bench_head_vs_eigh(device, timer, repeats, min_time):
 # 3. fast vs reference paths
 
 
-def bench_reference(device, timer, repeats, ref_batch, min_time):
+def bench_reference(device, timer, repeats, ref_batch, min_time, budget):
     scale = BATCH / ref_batch
     print(f"\n[3] Fast path vs reference path (forward_reference). The reference paths are timed on a batch "
           f"of {ref_batch} and scaled per sample (x{scale:g}) to batch {BATCH}; the fast path is timed at "
-          f"batch {BATCH} and also at batch {ref_batch} (same-batch speed-up). {repeats} repeats.")
+          f"batch {BATCH} and also at batch {ref_batch} (same-batch speed-up). Up to {repeats} repeats.")
     res = {"ref_batch": ref_batch, "batch": BATCH, "scale": scale, "repeats": repeats}
 
     # -- quanvolution pair
@@ -290,8 +300,8 @@ def bench_reference(device, timer, repeats, ref_batch, min_time):
             "ref_fwd_bwd_small": (forward_backward(ref, [small], params), 1),
         }
         t0 = time.perf_counter()
-        times, inner = interleaved(timer, contenders, repeats, min_time)
-        g = {"times": {k: time_stats(v) for k, v in times.items()}, "inner": inner,
+        times, inner, n_rep = interleaved(timer, contenders, repeats, min_time, budget_s=budget, min_repeats=2)
+        g = {"times": {k: time_stats(v) for k, v in times.items()}, "inner": inner, "repeats": n_rep,
              "wall_s": time.perf_counter() - t0}
         for kind in ("fwd", "fwd_bwd"):
             g[f"speedup_{kind}_scaled"] = ratio_stats(times[f"ref_{kind}_small"], times[f"fast_{kind}_full"], scale)
@@ -304,7 +314,7 @@ def bench_reference(device, timer, repeats, ref_batch, min_time):
 
     labels = {"quanv": "FlippedQuanv3x3 1->32->16", "head": "DataReUploadingLinear head"}
     for name, g in ((k, res[k]) for k in groups):
-        print(f"    {labels[name]}  (max |fast - reference| at batch {ref_batch}: "
+        print(f"    {labels[name]}  ({g['repeats']} repeats; max |fast - reference| at batch {ref_batch}: "
               f"{g['max_abs_diff_fast_vs_ref']:.2e})")
         for kind, label in (("fwd", "forward"), ("fwd_bwd", "forward+backward")):
             t = g["times"]
@@ -479,6 +489,13 @@ def profile_head(device, timer, top: int = 8):
 # environment, summary, main
 
 
+def _loadavg():
+    try:
+        return list(os.getloadavg())
+    except (OSError, AttributeError):
+        return None
+
+
 def environment(device) -> dict:
     cpu = platform.processor() or "unknown"
     try:
@@ -508,33 +525,36 @@ def summary(results: dict) -> list[tuple[str, str, str, str]]:
     rows = []
     c = results.get("conv")
     if c:
-        rows.append(("1 quanv/conv2d forward", f"{c['ratio_fwd']['median']:.3f}x", f"<= {TARGET_CONV_RATIO}x",
+        rows.append((f"1 FlippedQuanv3x3 pair / nn.Conv2d ({c['repeats']} repeats)", "", "", ""))
+        rows.append(("  ratio forward", f"{c['ratio_fwd']['median']:.3f}x", f"<= {TARGET_CONV_RATIO}x",
                      verdict(c["pass_fwd"])))
-        rows.append(("1 quanv/conv2d forward+backward", f"{c['ratio_fwd_bwd']['median']:.3f}x",
+        rows.append(("  ratio forward+backward", f"{c['ratio_fwd_bwd']['median']:.3f}x",
                      f"<= {TARGET_CONV_RATIO}x", verdict(c["pass_fwd_bwd"])))
         for k, label in (("quanv_fwd", "quanv forward"), ("conv_fwd", "conv2d forward"),
                          ("quanv_fwd_bwd", "quanv fwd+bwd"), ("conv_fwd_bwd", "conv2d fwd+bwd")):
-            rows.append((f"  {label} (median)", ms(c["times"][k]["median_s"]).strip(), "", ""))
+            rows.append((f"    {label} (median)", ms(c["times"][k]["median_s"]).strip(), "", ""))
     h = results.get("head_vs_eigh")
     if h:
-        rows.append(("2 head fwd+bwd / eigh", f"{h['ratio_fwd_bwd_vs_eigh']['median']:.3f}x",
+        rows.append((f"2 head / one batched eigh ({h['repeats']} repeats)", "", "", ""))
+        rows.append(("  ratio head fwd+bwd / eigh", f"{h['ratio_fwd_bwd_vs_eigh']['median']:.3f}x",
                      f"<= {TARGET_HEAD_VS_EIGH}x", verdict(h["pass"])))
-        rows.append(("2 head forward / eigh", f"{h['ratio_fwd_vs_eigh']['median']:.3f}x", "", ""))
+        rows.append(("  ratio head forward / eigh", f"{h['ratio_fwd_vs_eigh']['median']:.3f}x", "", ""))
         for k, label in (("head_fwd_bwd", "head fwd+bwd"), ("head_fwd", "head forward"), ("eigh", "batched eigh")):
-            rows.append((f"  {label} (median)", ms(h["times"][k]["median_s"]).strip(), "", ""))
+            rows.append((f"    {label} (median)", ms(h["times"][k]["median_s"]).strip(), "", ""))
     r = results.get("reference")
     if r:
         for name, label in (("quanv", "quanv"), ("head", "head")):
             g = r[name]
+            rows.append((f"3 {label}: reference / fast ({g['repeats']} repeats)", "", "", ""))
             for kind, klabel in (("fwd", "forward"), ("fwd_bwd", "fwd+bwd")):
-                rows.append((f"3 {label} ref/fast {klabel} @{BATCH}*",
+                rows.append((f"  speed-up {klabel} @{BATCH}*",
                              f"{g[f'speedup_{kind}_scaled']['median']:.1f}x", "", ""))
-                rows.append((f"  same batch {r['ref_batch']}",
+                rows.append((f"  speed-up {klabel} same batch {r['ref_batch']}",
                              f"{g[f'speedup_{kind}_same_batch']['median']:.1f}x", "", ""))
     m = results.get("memory")
     if m:
         if "peak_rss_growth_mib" in m:
-            rows.append(("4 level-2 step peak RSS growth", f"{m['peak_rss_growth_mib']:.0f} MiB",
+            rows.append(("4 level-2 training step, peak RSS growth", f"{m['peak_rss_growth_mib']:.0f} MiB",
                          f"< {TARGET_MEMORY_GB} GB", verdict(m["pass"])))
             rows.append(("  peak RSS (absolute)", f"{m['peak_rss_after_mib']:.0f} MiB", "", ""))
             if "cuda_max_allocated_mib" in m:
@@ -543,8 +563,9 @@ def summary(results: dict) -> list[tuple[str, str, str, str]]:
             rows.append(("4 level-2 step memory", "error", f"< {TARGET_MEMORY_GB} GB", "FAIL"))
     p = results.get("profile")
     if p and p["top"]:
+        rows.append(("5 head fwd+bwd profile, share of self CPU", "", "", ""))
         for i, e in enumerate(p["top"][:3]):
-            rows.append((f"{'5' if i == 0 else ' '} head profile #{i + 1}: {e['op'][:24]}",
+            rows.append((f"  #{i + 1} {e['op'][:36]}",
                          f"{e['share_pct']:.1f}%", "", ""))
     return rows
 
@@ -559,6 +580,8 @@ def main(argv=None) -> int:
                         help="batch of the reference-path timings (default 20, 10 with --quick)")
     parser.add_argument("--min-time", type=float, default=None,
                         help="minimum seconds per measurement, sets the calls averaged (default 0.2, 0.1 quick)")
+    parser.add_argument("--no-budget", action="store_true",
+                        help="never cut repeats to keep a slow (loaded) machine within the time budget")
     parser.add_argument("--json", type=Path, default=None, help="write all numbers to this JSON file")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--_memory-child", dest="memory_child", action="store_true", help=argparse.SUPPRESS)
@@ -578,6 +601,8 @@ def main(argv=None) -> int:
     if not 1 <= ref_batch <= BATCH:
         parser.error(f"--ref-batch must be between 1 and {BATCH}")
     min_time = args.min_time if args.min_time is not None else (0.1 if args.quick else 0.2)
+    # seconds of timed repeats per group (items 1, 2, 3-quanv, 3-head); an explicit --repeats is obeyed
+    budget = None if (args.no_budget or args.repeats is not None) else (12.0 if args.quick else 35.0)
 
     device = torch.device(args.device)
     timer = Timer(device)
@@ -588,19 +613,29 @@ def main(argv=None) -> int:
           + (f" ({env['cuda_device']})" if "cuda_device" in env else ""))
     print(f"repeats: {repeats} (reference comparisons: {ref_repeats}), reference batch {ref_batch}, "
           f"min {min_time:g} s per measurement, contenders interleaved (order reversed every other repeat); "
-          "ratios are medians of per-repeat ratios [min-max]")
+          "ratios are medians of per-repeat ratios [min-max]"
+          + (f"; repeats cut if a group would exceed {budget:g} s" if budget else ""))
+    load_start = _loadavg()
+    if load_start is not None:
+        print(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f} "
+              f"(on {env['cpu_count']} CPUs)")
+        if load_start[0] > 0.75 * (os.cpu_count() or 1):
+            print("WARNING: the machine is busy with other work; absolute times and ratios will be noisy")
 
     wall = time.perf_counter()
     results = {"environment": env,
                "settings": {"quick": args.quick, "repeats": repeats, "ref_repeats": ref_repeats,
-                            "ref_batch": ref_batch, "min_time_s": min_time, "batch": BATCH,
+                            "ref_batch": ref_batch, "min_time_s": min_time, "budget_s_per_group": budget,
+                            "batch": BATCH,
                             "head": {"in": HEAD_IN, "out": HEAD_OUT, "n_qubits": N_QUBITS, "n_reps": N_REPS}}}
-    results["conv"] = bench_conv(device, timer, repeats, min_time)
-    results["head_vs_eigh"] = bench_head_vs_eigh(device, timer, repeats, min_time)
-    results["reference"] = bench_reference(device, timer, ref_repeats, ref_batch, min_time)
+    results["conv"] = bench_conv(device, timer, repeats, min_time, budget)
+    results["head_vs_eigh"] = bench_head_vs_eigh(device, timer, repeats, min_time, budget)
+    results["reference"] = bench_reference(device, timer, ref_repeats, ref_batch, min_time, budget)
     results["memory"] = bench_memory(args.device)
     results["profile"] = profile_head(device, timer)
     results["wall_s"] = time.perf_counter() - wall
+    load_end = _loadavg()
+    env["loadavg_start"], env["loadavg_end"] = load_start, load_end
 
     rows = summary(results)
     width = max(len(r[0]) for r in rows)
@@ -611,7 +646,9 @@ def main(argv=None) -> int:
     for name, value, target, status in rows:
         print(f"  {name:{width}s}  {value:>12s}  {target:>9s}  {status}")
     print(f"  * reference timed at batch {ref_batch} and scaled per sample to batch {BATCH}")
-    print(f"  total wall time {results['wall_s']:.1f} s")
+    loads = "" if load_end is None else (f"; load average start {load_start[0]:.2f}, end {load_end[0]:.2f} "
+                                          f"on {env['cpu_count']} CPUs")
+    print(f"  total wall time {results['wall_s']:.1f} s{loads}")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -98,7 +98,7 @@ class FlippedQuanv3x3(nn.Module):
         h_out = (height + 2 * self.padding - 3) // self.stride + 1
         w_out = (width + 2 * self.padding - 3) // self.stride + 1
         patches = F.unfold(x, 3, padding=self.padding, stride=self.stride)  # (B, C*9, L)
-        patches = patches.reshape(batch, channels, 3, 3, -1).permute(0, 4, 1, 2, 3)  # (B, L, C, 3, 3)
+        patches = patches.reshape(batch, channels, 3, 3, h_out * w_out).permute(0, 4, 1, 2, 3)  # (B, L, C, 3, 3)
         padded = F.pad(patches, (0, 1, 0, 1))  # 4x4: extra right column and bottom row
         observables = 0.5 * (padded + padded.transpose(-1, -2))
         psi = self.states()  # (O, C, 4)

@@ -77,8 +77,8 @@ class DataReUploadingLinear(nn.Module):
                 f"DataReUploadingLinear({in_features} -> {out_features}) needs at least {needed} qubits "
                 f"(4**n >= {in_features} inputs and 2**n >= {out_features} outputs), got n_qubits={n_qubits!r}")
         if n_qubits > MAX_QUBITS:
-            raise QcreepError(f"DataReUploadingLinear supports at most {MAX_QUBITS} qubits, got {n_qubits} "
-                              f"(needed for {in_features} inputs)")
+            raise QcreepError(f"DataReUploadingLinear supports at most {MAX_QUBITS} qubits; {n_qubits} were asked "
+                              f"for or needed for {in_features} inputs and {out_features} outputs")
         if path not in ("fast", "reference"):
             raise QcreepError(f"path must be 'fast' or 'reference', got {path!r}")
         self.in_features = in_features
@@ -112,7 +112,7 @@ class DataReUploadingLinear(nn.Module):
             psi = self._circuit_reference(h, psi)
         else:
             psi = reupload_circuit(h, self.trainable_unitaries(), psi, 1.0 / self.n_reps)
-        return psi.reshape(*lead, -1)
+        return psi.reshape(*lead, 2**self.n_qubits)
 
     def _circuit_reference(self, h: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
         for r in range(self.n_reps):
