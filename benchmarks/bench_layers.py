@@ -292,9 +292,9 @@ def bench_reference(device, timer, repeats, ref_batch, min_time, budget):
     }
     for name, (fast, ref, big, small, params) in groups.items():
         contenders = {
-            "fast_fwd_full": (lambda: fast(big), 2),
-            "fast_fwd_small": (lambda: fast(small), 2),
-            "ref_fwd_small": (lambda: ref(small), 1),
+            "fast_fwd_full": (lambda f=fast, x=big: f(x), 2),
+            "fast_fwd_small": (lambda f=fast, x=small: f(x), 2),
+            "ref_fwd_small": (lambda f=ref, x=small: f(x), 1),
             "fast_fwd_bwd_full": (forward_backward(fast, [big], params), 2),
             "fast_fwd_bwd_small": (forward_backward(fast, [small], params), 2),
             "ref_fwd_bwd_small": (forward_backward(ref, [small], params), 1),
