@@ -228,6 +228,7 @@ def cmd_run(args) -> int:
     from qcreep.models import all_assignments, assignment_label, hybridnet
     from qcreep.report import markdown_table, summarize, write_report, load_records
     from qcreep.sweep import plan, run_sweep
+    from qcreep.train import preflight
 
     settings = effective_settings(args)
     assignments = list(settings.get("assign") or [])
@@ -242,9 +243,12 @@ def cmd_run(args) -> int:
     for dataset, data_dir in dict.fromkeys((c.dataset, c.data_dir) for c in configs):
         ensure_available(dataset, data_dir)  # fail before anything is written
     out_dir = Path(args.out)
+    for config in configs:
+        preflight(config, out_dir, resume=args.resume)  # refuse before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
     saved = _save_settings(out_dir, settings)
-    print(f"qcreep: {len(configs)} run(s) -> {out_dir} (settings in {saved.name})", file=sys.stderr)
+    if sys.stderr.isatty():
+        print(f"qcreep: {len(configs)} run(s) -> {out_dir} (settings in {saved.name})", file=sys.stderr)
     run_sweep(configs, out_dir, resume=args.resume, progress=args.progress)
     paths = write_report(out_dir)
     print(markdown_table(summarize(load_records(out_dir))))

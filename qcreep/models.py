@@ -252,8 +252,11 @@ class SlotNetwork(nn.Module):
         with torch.no_grad():
             try:
                 y = layer(torch.zeros(1, *in_shape, dtype=dtype, device=device))
-            except QcreepError as err:
-                raise QcreepError(f"slot '{step.name}' ({step.slot.describe()}), layer '{layer_name}': {err}") from None
+            except Exception as err:  # a layer that cannot take the slot's input, whatever it raises
+                message = " ".join(str(err).split())
+                if not isinstance(err, QcreepError):
+                    message = f"it fails on input {(1, *in_shape)} ({type(err).__name__}: {message})"
+                raise QcreepError(f"slot '{step.name}' ({step.slot.describe()}), layer '{layer_name}': {message}") from None
         if tuple(y.shape[1:]) != tuple(out_shape) or y.is_complex():
             raise QcreepError(f"slot '{step.name}' expects real output {tuple(out_shape)} from input {tuple(in_shape)}; "
                               f"layer '{layer_name}' gave {tuple(y.shape[1:])} {y.dtype}")

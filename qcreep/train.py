@@ -19,7 +19,6 @@ ends with the same metrics.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -243,10 +242,7 @@ def physicality(model: SlotNetwork, x_sample: torch.Tensor) -> dict:
             hook.remove()
     per_layer = {}
     for name, layer in layers.items():
-        try:
-            per_layer[name] = layer.physicality(captured[name])
-        except TypeError:
-            per_layer[name] = layer.physicality()
+        per_layer[name] = layer.physicality(captured[name])
     summary = {"max_unitarity_error": max(v["max_unitarity_error"] for v in per_layer.values())}
     norms_min = [v["min_state_norm"] for v in per_layer.values() if "min_state_norm" in v]
     norms_max = [v["max_state_norm"] for v in per_layer.values() if "max_state_norm" in v]
@@ -291,7 +287,26 @@ def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | 
     out_dir = Path(out_dir)
     rec_path, ckpt_path = record_path(out_dir, config), checkpoint_path(out_dir, config)
     tag = f"[{config.dataset} {config.rung_label} {config.angles} seed {config.seed}]"
+    existing = preflight(config, out_dir, resume=resume)
+    if existing is not None and existing.get("status") == "complete" and existing.get("epochs_completed", 0) >= config.epochs:
+        log(f"{tag} already complete ({existing['epochs_completed']} epochs), skipped")
+        return existing
+    previous_threads = torch.get_num_threads()
+    try:
+        return _fit(config, out_dir, rec_path, ckpt_path, tag, existing, resume, progress, log, data, stop_after)
+    finally:
+        torch.set_num_threads(previous_threads)
 
+
+def preflight(config: TrainConfig, out_dir, *, resume: bool = False) -> dict | None:
+    """Check, before anything trains, that ``config`` may run in ``out_dir``; return its record if any.
+
+    Errors: a record of the same run id written under another config, and an unfinished run
+    (record or checkpoint) when ``resume`` is false. Nothing is written.
+    """
+    config.validate()
+    out_dir = Path(out_dir)
+    rec_path, ckpt_path = record_path(out_dir, config), checkpoint_path(out_dir, config)
     existing = read_record(rec_path) if rec_path.exists() else None
     if existing is not None:
         diff = _fingerprint_diff(existing.get("config", {}), config)
@@ -299,13 +314,15 @@ def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | 
             raise CheckpointError(f"{rec_path} belongs to a run with another config ({diff}); "
                                   "use another --out or move the old results away")
         if existing.get("status") == "complete" and existing.get("epochs_completed", 0) >= config.epochs:
-            log(f"{tag} already complete ({existing['epochs_completed']} epochs), skipped")
             return existing
     if not resume and (ckpt_path.exists() or existing is not None):
         done = existing.get("epochs_completed", "?") if existing else "?"
         raise QcreepError(f"run {config.run_id} in {out_dir} has an earlier checkpoint ({done} epochs); "
                           "pass --resume to continue it, or use another --out")
+    return existing
 
+
+def _fit(config, out_dir, rec_path, ckpt_path, tag, existing, resume, progress, log, data, stop_after):
     device = check_device(config.device)
     dtype = DTYPES[config.dtype]
     if config.threads:
@@ -340,6 +357,8 @@ def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | 
         "summary": model.summary()["slots"], "config": config.to_dict(), "environment": environment(device),
     }
     x_probe = test.x[: min(len(test.y), 200)].to(device=device, dtype=dtype)
+    if start_epoch:
+        record.update(metrics, epochs_completed=start_epoch)
     bar = None
     if _want_progress(progress):
         from tqdm.auto import tqdm
@@ -375,6 +394,10 @@ def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | 
     finally:
         if bar is not None:
             bar.close()
+    if record.get("epochs_completed", 0) >= config.epochs and record["status"] != "complete":
+        # the checkpoint already held every epoch (a crash between checkpoint and record)
+        record.update(status="complete", unitarity=physicality(model, x_probe) or None)
+        atomic_write_json(rec_path, record)
     return record
 
 
@@ -434,6 +457,3 @@ def _load_checkpoint(path, config, model, optimizer, metrics) -> int:
     return int(ckpt["epochs_completed"])
 
 
-def config_hash(config: TrainConfig) -> str:
-    """Short hash of the fingerprint, for naming derived files."""
-    return hashlib.sha256(json.dumps(config.fingerprint(), sort_keys=True).encode()).hexdigest()[:10]

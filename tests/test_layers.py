@@ -31,14 +31,8 @@ F32 = torch.float32
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Seed every test, and run it on one thread: the tensors here are tiny, and with two
-    threads on a busy CPU small ops (notably conv2d) spend most of their time waiting."""
+def _seed():
     torch.manual_seed(409_17583)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def perturb_imag(layer: nn.Module, scale: float = 0.3) -> None:

@@ -22,13 +22,8 @@ F64 = torch.float64
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Seed every test and run the (tiny) torch work on one thread."""
+def _seed():
     torch.manual_seed(17583)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def rng(seed: int) -> np.random.Generator:

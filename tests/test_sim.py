@@ -42,14 +42,8 @@ ATOL = {torch.float32: 2e-4, torch.float64: 1e-10}
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    """Seed every test, and run it on one thread: the tensors here are tiny, and with two
-    threads on a busy CPU small ops (notably conv2d) spend most of their time waiting."""
+def _seed():
     torch.manual_seed(20240926)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- helpers

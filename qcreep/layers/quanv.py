@@ -75,8 +75,8 @@ class FlippedQuanv3x3(nn.Module):
         return rho_real[..., :3, :3] / self.in_channels
 
     @torch.no_grad()
-    def physicality(self) -> dict:
-        """How far the gates are from unitary and the states from norm 1."""
+    def physicality(self, x: torch.Tensor | None = None) -> dict:
+        """How far the gates are from unitary and the states from norm 1 (``x`` is not needed)."""
         gates = special_unitary(self.theta)
         norms = norm_squared(gates[..., :, 0]).sqrt()
         return {"max_unitarity_error": float(unitarity_error(gates).max()),
