@@ -152,13 +152,15 @@ def published_at(dataset: str, level, epoch) -> tuple[float, float] | None:
     1, 5, 10, 20 and 50).
     """
     ep = _as_epoch(epoch)
+    table = _torch_table(dataset, level)
+    return None if table is None else table.get(ep)
+
+
+def _torch_table(dataset: str, level) -> dict | None:
     lvl = _as_level(level)
     if lvl is None:
         return None
-    table = PUBLISHED_TORCH.get((canonical_dataset(dataset), lvl))
-    if table is None:
-        return None
-    return table.get(ep)
+    return PUBLISHED_TORCH.get((canonical_dataset(dataset), lvl))
 
 
 def published_at_or_before(dataset: str, level, epoch) -> tuple[int, float, float] | None:
@@ -167,10 +169,7 @@ def published_at_or_before(dataset: str, level, epoch) -> tuple[int, float, floa
     For epoch 7 this is the epoch-5 number; for 100 epochs it is the epoch-50 (final) number.
     """
     ep = _as_epoch(epoch)
-    lvl = _as_level(level)
-    if lvl is None:
-        return None
-    table = PUBLISHED_TORCH.get((canonical_dataset(dataset), lvl))
+    table = _torch_table(dataset, level)
     if table is None:
         return None
     candidates = [e for e in table if e <= ep]
