@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -107,7 +106,3 @@ def write_sweep_csv(records: list[dict], path: Path) -> None:
 def _last(values):
     return values[-1] if values else ""
 
-
-def with_overrides(config: TrainConfig, **changes) -> TrainConfig:
-    """A copy of ``config`` with some fields changed, validated."""
-    return replace(config, **changes).validate()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from qcreep.errors import QcreepError
-from qcreep.sim.paulis import _complex_of, pauli_sum
+from qcreep.sim.paulis import pauli_sum
 
 
 def _divided_differences(lam: torch.Tensor, t: float) -> torch.Tensor:
@@ -104,7 +104,3 @@ def unitarity_error(u: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(u.shape[-1], dtype=u.dtype, device=u.device)
     return (u.mH @ u - eye).abs().amax(dim=(-2, -1))
 
-
-def complex_dtype_for(dtype: torch.dtype) -> torch.dtype:
-    """complex64 for float32, complex128 for float64."""
-    return _complex_of(dtype)
