@@ -20,14 +20,25 @@ import torch
 from qcreep.errors import QcreepError
 
 
+def _planar(state: torch.Tensor) -> torch.Tensor:
+    """``(B, N)`` complex -> ``(B, 2, N)`` real rows (real part, imaginary part)."""
+    return torch.stack((state.real, state.imag), dim=1)
+
+
 def _rotate_in(vecs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-    """``V^T psi`` for real ``V`` ``(B, N, N)`` and complex ``psi`` ``(B, N)``."""
-    return torch.view_as_complex(vecs.mT @ torch.view_as_real(state.contiguous()))
+    """``V^T psi`` for real ``V`` ``(B, N, N)`` and complex ``psi`` ``(B, N)``.
+
+    Computed as the row product ``psi^T V`` on stacked real and imaginary rows: a ``(2 x N)`` by
+    ``(N x N)`` product per sample runs several times faster than ``(N x N)`` by ``(N x 2)``.
+    """
+    rows = _planar(state) @ vecs
+    return torch.complex(rows[:, 0], rows[:, 1])
 
 
 def _rotate_out(vecs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-    """``V psi``."""
-    return torch.view_as_complex(vecs @ torch.view_as_real(state.contiguous()))
+    """``V psi``, as the row product ``psi^T V^T``."""
+    rows = _planar(state) @ vecs.mT
+    return torch.complex(rows[:, 0], rows[:, 1])
 
 
 class _ReuploadCircuit(torch.autograd.Function):
