@@ -29,6 +29,13 @@ def check_angle_mode(angles: str) -> str:
     return angles
 
 
+def check_path(path: str) -> str:
+    """A layer's simulation path: ``"fast"`` or ``"reference"``."""
+    if path not in ("fast", "reference"):
+        raise QcreepError(f"path must be 'fast' or 'reference', got {path!r}")
+    return path
+
+
 def make_parameter(shape, angles: str, dtype, device) -> nn.Parameter:
     """Standard normal values (the published initialisation); complex mode adds a zero imaginary part."""
     real_dtype = dtype or torch.get_default_dtype()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcreep.errors import QcreepError
-from qcreep.layers._angles import check_angle_mode, make_parameter, real_bias, real_dtype_of
+from qcreep.layers._angles import check_angle_mode, check_path, make_parameter, real_bias, real_dtype_of
 from qcreep.sim import expval_symmetric, norm_squared, special_unitary, unitarity_error
 
 
@@ -54,7 +54,7 @@ class FlippedQuanv3x3(nn.Module):
         self.stride = stride
         self.padding = padding
         self.angles = check_angle_mode(angles)
-        self.path = _check_path(path)
+        self.path = check_path(path)
         self.theta = make_parameter((out_channels, in_channels, 15), angles, dtype, device)
         self.bias = make_parameter((out_channels,), angles, dtype, device)
 
@@ -122,8 +122,3 @@ class FlippedQuanv3x3(nn.Module):
         return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, padding={self.padding}, "
                 f"angles={self.angles!r}, params={self.num_parameters}")
 
-
-def _check_path(path: str) -> str:
-    if path not in ("fast", "reference"):
-        raise QcreepError(f"path must be 'fast' or 'reference', got {path!r}")
-    return path

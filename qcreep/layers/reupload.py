@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from qcreep.errors import QcreepError
-from qcreep.layers._angles import check_angle_mode, make_parameter, real_bias, real_dtype_of
+from qcreep.layers._angles import check_angle_mode, check_path, make_parameter, real_bias, real_dtype_of
 from qcreep.sim import (
     apply_matrix,
     complex_dtype,
@@ -79,14 +79,12 @@ class DataReUploadingLinear(nn.Module):
         if n_qubits > MAX_QUBITS:
             raise QcreepError(f"DataReUploadingLinear supports at most {MAX_QUBITS} qubits; {n_qubits} were asked "
                               f"for or needed for {in_features} inputs and {out_features} outputs")
-        if path not in ("fast", "reference"):
-            raise QcreepError(f"path must be 'fast' or 'reference', got {path!r}")
         self.in_features = in_features
         self.out_features = out_features
         self.n_qubits = n_qubits
         self.n_reps = n_reps
         self.angles = check_angle_mode(angles)
-        self.path = path
+        self.path = check_path(path)
         self.theta = make_parameter((n_reps, 4**n_qubits - 1), angles, dtype, device)
         self.bias = make_parameter((out_features,), angles, dtype, device)
 
