@@ -20,3 +20,7 @@ class ConfigError(QcreepError):
 
 class CheckpointError(QcreepError):
     """A checkpoint does not belong to this run (another config or another qcreep version)."""
+
+
+class OutputError(QcreepError):
+    """The results folder cannot be written: not a folder, read-only, full, or held by another writer."""

@@ -31,9 +31,11 @@ def make_flipped_quanv3x3(slot, *, angles="real", path="fast", dtype=None, devic
 
 @register_layer("data_reuploading", slot_kind="dense", quantum=True,
                 description="DataReUploadingLinear: Hamiltonian embedding re-uploaded between SU(2^n) gates")
-def make_data_reuploading(slot, *, n_qubits=None, n_reps=10, angles="real", path="fast", dtype=None, device=None):
+def make_data_reuploading(slot, *, n_qubits=None, n_reps=10, angles="real", output_scale="none",
+                          bias_init="normal", path="fast", dtype=None, device=None):
     return DataReUploadingLinear(slot.in_features, slot.out_features, n_qubits=n_qubits, n_reps=n_reps,
-                                 angles=angles, path=path, dtype=dtype, device=device)
+                                 angles=angles, output_scale=output_scale, bias_init=bias_init, path=path,
+                                 dtype=dtype, device=device)
 
 
 def count_parameters(module) -> int:

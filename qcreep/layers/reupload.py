@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -21,6 +23,19 @@ from qcreep.sim.circuits import reupload_circuit
 from qcreep.sim.paulis import pauli_sum
 
 MAX_QUBITS = 10
+OUTPUT_SCALES = ("none", "learned")
+BIAS_INITS = ("normal", "zero")
+
+
+def check_readout(output_scale: str, bias_init: str) -> tuple[str, str]:
+    """Validate the readout options shared by the re-uploading head and its classical twin."""
+    if output_scale not in OUTPUT_SCALES:
+        raise QcreepError(f"output_scale must be one of {', '.join(OUTPUT_SCALES)} "
+                          f"('none' is the published readout), got {output_scale!r}")
+    if bias_init not in BIAS_INITS:
+        raise QcreepError(f"bias_init must be one of {', '.join(BIAS_INITS)} "
+                          f"('normal' is the published N(0, 1) initialisation), got {bias_init!r}")
+    return output_scale, bias_init
 
 
 def min_qubits(in_features: int, out_features: int) -> int:
@@ -49,7 +64,17 @@ class DataReUploadingLinear(nn.Module):
 
     Parameters:
         ``theta``: ``(n_reps, 4**n - 1)`` angles; ``bias``: ``(out_features,)``. Both start standard
-        normal, as in the published code. ``n_reps * (4**n - 1) + out_features`` parameters.
+        normal, as in the published code. ``n_reps * (4**n - 1) + out_features`` parameters, plus one
+        with ``output_scale="learned"``.
+
+    Readout (classical post-processing of the measured probabilities; both options are physical):
+        The probabilities lie in ``[0, 1]`` and start near ``2**-n``, so with the published N(0, 1)
+        biases the logits fed to softmax cross-entropy are dominated by the biases at first, and
+        their gradients are weak. ``output_scale="learned"`` multiplies the probabilities by a
+        trainable scale ``exp(a)``, ``a`` starting at ``log(2**n)`` so that a uniform distribution
+        maps to 1 (a trainable output weight, as in Skolik et al., arXiv:2103.15084):
+        ``y_j = exp(a) |<j|psi>|^2 + bias_j``. ``bias_init="zero"`` starts the biases at 0. The
+        published readout is ``output_scale="none", bias_init="normal"`` (the defaults).
 
     Args:
         n_qubits: register size; ``None`` picks the smallest ``n`` with ``4**n >= in_features`` and
@@ -57,14 +82,25 @@ class DataReUploadingLinear(nn.Module):
         n_reps: number of re-uploads ``R`` (the paper's PyTorch runs use 10).
         angles: ``"real"`` (physical, default) or ``"complex"`` (the published code's non-unitary
             compatibility mode; see :mod:`qcreep.layers._angles`).
+        output_scale: ``"none"`` (published) or ``"learned"`` (see Readout).
+        bias_init: ``"normal"`` (published) or ``"zero"`` (see Readout).
         path: ``"fast"`` (default): one eigendecomposition of ``H`` per sample gives the data
             unitary, which is reused for all ``R`` re-uploads, and the trainable unitaries are built
             once per forward. ``"reference"``: a dense matrix exponential per sample and per
             re-upload, as the published code computes it (slow; for tests and benchmarks).
+
+    Example:
+        >>> import torch
+        >>> head = DataReUploadingLinear(16, 4, n_reps=2, output_scale="learned", bias_init="zero")
+        >>> head.n_qubits, head.num_parameters
+        (2, 35)
+        >>> head(torch.randn(3, 16)).shape
+        torch.Size([3, 4])
     """
 
     def __init__(self, in_features: int, out_features: int, n_qubits: int | None = None,
-                 n_reps: int = 10, *, angles: str = "real", path: str = "fast", dtype=None, device=None):
+                 n_reps: int = 10, *, angles: str = "real", output_scale: str = "none", bias_init: str = "normal",
+                 path: str = "fast", dtype=None, device=None):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features), ("n_reps", n_reps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -86,11 +122,28 @@ class DataReUploadingLinear(nn.Module):
         self.angles = check_angle_mode(angles)
         self.path = check_path(path)
         self.theta = make_parameter((n_reps, 4**n_qubits - 1), angles, dtype, device)
+        self.output_scale, self.bias_init = check_readout(output_scale, bias_init)
         self.bias = make_parameter((out_features,), angles, dtype, device)
+        if bias_init == "zero":
+            with torch.no_grad():
+                self.bias.zero_()
+        if output_scale == "learned":
+            # a classical scale on the measured values: real in both angle modes
+            self.log_scale = nn.Parameter(torch.full((), float(n_qubits) * math.log(2.0),
+                                                     dtype=real_dtype_of(self.theta), device=device))
+        else:
+            self.register_parameter("log_scale", None)
 
     @property
     def num_parameters(self) -> int:
-        return self.theta.numel() + self.bias.numel()
+        return self.theta.numel() + self.bias.numel() + (1 if self.log_scale is not None else 0)
+
+    def readout(self, probs: torch.Tensor) -> torch.Tensor:
+        """Logits from the measured probabilities of the first ``out_features`` basis states."""
+        probs = probs[..., : self.out_features]
+        if self.log_scale is not None:
+            probs = probs * self.log_scale.exp()
+        return probs + real_bias(self.bias)
 
     def trainable_unitaries(self) -> torch.Tensor:
         """``(n_reps, 2**n, 2**n)`` complex: ``SU(theta_r)`` for each re-upload."""
@@ -120,12 +173,10 @@ class DataReUploadingLinear(nn.Module):
         return psi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        psi = self.final_states(x)
-        return probabilities(psi)[..., : self.out_features] + real_bias(self.bias)
+        return self.readout(probabilities(self.final_states(x)))
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        psi = self.final_states(x, path="reference")
-        return probabilities(psi)[..., : self.out_features] + real_bias(self.bias)
+        return self.readout(probabilities(self.final_states(x, path="reference")))
 
     @torch.no_grad()
     def physicality(self, x: torch.Tensor | None = None) -> dict:
@@ -147,4 +198,5 @@ class DataReUploadingLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, n_qubits={self.n_qubits}, "
-                f"n_reps={self.n_reps}, angles={self.angles!r}, params={self.num_parameters}")
+                f"n_reps={self.n_reps}, angles={self.angles!r}, output_scale={self.output_scale!r}, "
+                f"bias_init={self.bias_init!r}, params={self.num_parameters}")
