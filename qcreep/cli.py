@@ -24,11 +24,16 @@ SWEEP_KEYS = {
     "seeds": (int, False), "angles": (str, True), "epochs": (int, False), "batch_size": (int, False),
     "lr": (float, False), "n_reps": (int, False), "n_qubits": (int, False), "max_train": (int, False),
     "max_test": (int, False), "eval_batch_size": (int, False), "dtype": (str, False), "device": (str, False),
-    "data_dir": (str, False), "threads": (int, False),
+    "data_dir": (str, False), "threads": (int, False), "val_fraction": (float, False), "split_seed": (int, False),
+    "tune": (str, True), "tune_epochs": (int, False), "lr_grid": (float, True), "twins": (bool, False),
+    "output_scale": (str, False), "bias_init": (str, False), "solver": (str, False), "seed_parallel": (int, False),
 }
 DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 5,
-            "angles": ["real"]}
+            "angles": ["real"], "tune": ["lr"], "tune_epochs": 10, "twins": True}
 ALIASES = {"dataset": "datasets", "level": "levels", "assignments": "assign", "angle": "angles"}
+# settings passed to every run's TrainConfig when given
+RUN_FIELDS = ("epochs", "batch_size", "lr", "n_reps", "n_qubits", "max_train", "max_test", "eval_batch_size", "dtype",
+              "device", "data_dir", "threads", "val_fraction", "split_seed", "output_scale", "bias_init", "solver")
 
 
 class UsageError(Exception):
@@ -60,6 +65,26 @@ def _positive_float(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got '{text}'") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got '{text}'")
+    return value
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got '{text}'")
+    return value
+
+
 def _level(text):
     try:
         return int(text)
@@ -73,10 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
-    run = sub.add_parser("run", help="train a ladder of runs and print the results table",
-                         description="Train every (dataset, level or assignment, angle mode, seed). With no "
-                                     "arguments: the paper's ladder (levels 0 1 2) on the embedded digits data, "
-                                     "5 seeds, the paper's protocol.")
+    run = sub.add_parser("run", help="tune and train a ladder of runs and print the results table",
+                         description="Train every (dataset, rung, angle mode, seed). Each rung's learning rate is "
+                                     "first tuned on a validation split with the same budget for every rung, and "
+                                     "each quantum rung gets a classical twin. With no arguments: levels 0 1 2 and "
+                                     "their twins on the embedded digits data, 5 seeds.")
     run.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings; flags override it")
     run.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", metavar="NAME",
                      help="digits (default), mnist, fashion-mnist, cifar10")
@@ -86,18 +112,47 @@ def build_parser() -> argparse.ArgumentParser:
                      help="explicit assignments, e.g. conv1=flipped_quanv3x3,conv2=conv2d,head=data_reuploading")
     run.add_argument("--all-assignments", action="store_true", default=None,
                      help="every classical/quantum assignment of the slots, all-classical to all-quantum")
+    twins = run.add_mutually_exclusive_group()
+    twins.add_argument("--twins", dest="twins", action="store_true", default=None,
+                       help="add each quantum rung's classical twin (matched parameters and nonlinearity; default)")
+    twins.add_argument("--no-twins", dest="twins", action="store_false", help="no classical twins")
     run.add_argument("--seeds", type=_positive_int, metavar="N", help="seeds 0..N-1 (default 5)")
     run.add_argument("--angles", nargs="+", choices=["real", "complex"],
                      help="real (physical, default) and/or complex (the published code's non-unitary mode)")
-    run.add_argument("--epochs", type=_positive_int, help="epochs per run (default 50)")
+    run.add_argument("--epochs", type=_positive_int, help="epochs per final run (default 50)")
     run.add_argument("--batch-size", type=_positive_int, help="default 200")
-    run.add_argument("--lr", type=_positive_float, help="Adam learning rate (default 5e-4)")
+    run.add_argument("--lr", type=_positive_float,
+                     help="fixed Adam learning rate (default: tuned; without tuning 5e-4, the published value)")
+    tune = run.add_mutually_exclusive_group()
+    tune.add_argument("--tune", nargs="+", metavar="SETTING",
+                      help="settings tuned on the validation split with the same budget for every rung: lr "
+                           "(default), output_scale, bias_init, batch_size, n_reps")
+    tune.add_argument("--no-tune", dest="tune", action="store_const", const=[],
+                      help="no tuning: use --lr (default 5e-4) for every rung")
+    run.add_argument("--tune-epochs", type=_positive_int, metavar="N", help="epochs per tuning trial (default 10)")
+    run.add_argument("--lr-grid", nargs="+", type=_positive_float, metavar="LR",
+                     help="learning rates tried (default 1e-5 3e-5 ... 3e-2 1e-1, a half-decade grid)")
+    run.add_argument("--val-fraction", type=_fraction, metavar="F",
+                     help="fraction of the training split held out for validation (default 0.1; 0: none)")
+    run.add_argument("--split-seed", type=_nonnegative_int, help="seed of the validation split (default 0)")
+    run.add_argument("--output-scale", choices=["none", "learned"],
+                     help="readout of the re-uploading head and its twin: learned (default) multiplies the "
+                          "measured probabilities by a trainable scale; none is the published readout")
+    run.add_argument("--bias-init", choices=["normal", "zero"],
+                     help="initial biases of the re-uploading head and its twin: zero (default) or normal "
+                          "(the published N(0, 1))")
     run.add_argument("--n-reps", type=_positive_int, help="re-uploads of the quantum head (default 10)")
     run.add_argument("--n-qubits", type=_positive_int, help="qubits of the quantum head (default: the minimum)")
+    run.add_argument("--solver", choices=["auto", "eigh", "expm"],
+                     help="how unitaries are formed: eigh (eigendecompositions), expm (matrix products only), "
+                          "auto (default: the faster for the device)")
+    run.add_argument("--seed-parallel", type=_positive_int, metavar="K",
+                     help="train K seeds of a rung at once as one stacked model (default: all seeds, up to 5, "
+                          "on a GPU; 1 on a CPU)")
     run.add_argument("--max-train", type=_positive_int, metavar="N", help="train on the first N examples")
     run.add_argument("--max-test", type=_positive_int, metavar="N", help="test on the first N examples")
     run.add_argument("--eval-batch-size", type=_positive_int, help="default 1000")
-    run.add_argument("--dtype", choices=["float32", "float64"])
+    run.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
     run.add_argument("--device", help="cpu (default), cuda or cuda:N")
     run.add_argument("--data-dir", help="dataset folder (else $QCREEP_DATA, else a user cache folder)")
     run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
@@ -108,20 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress bars")
 
     lst = sub.add_parser("list", help="datasets, slots and registered layers")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="machine-readable JSON")
 
     summ = sub.add_parser("summary", help="per-slot summary of a model: layers, shapes, parameter counts")
-    summ.add_argument("--dataset", default="digits")
+    summ.add_argument("--dataset", default="digits", help="sets the input shape and classes (default digits)")
     which = summ.add_mutually_exclusive_group()
-    which.add_argument("--level", type=_level)
-    which.add_argument("--assign", metavar="SPEC")
-    summ.add_argument("--n-reps", type=_positive_int, default=10)
-    summ.add_argument("--n-qubits", type=_positive_int)
-    summ.add_argument("--angles", choices=["real", "complex"], default="real")
+    which.add_argument("--level", type=_level, help="replacement level 0, 1 or 2 (default 0)")
+    which.add_argument("--assign", metavar="SPEC", help="an assignment, e.g. conv1=flipped_quanv3x3,head=linear")
+    summ.add_argument("--twin", action="store_true", help="the classical twin of the rung (quantum layers replaced)")
+    summ.add_argument("--n-reps", type=_positive_int, default=10, help="re-uploads of the quantum head (default 10)")
+    summ.add_argument("--n-qubits", type=_positive_int, help="qubits of the quantum head (default: the minimum)")
+    summ.add_argument("--angles", choices=["real", "complex"], default="real",
+                      help="real (default) or complex; a complex angle counts as one parameter (two real numbers)")
+    summ.add_argument("--output-scale", choices=["none", "learned"], default="learned",
+                      help="readout of the re-uploading head (default learned, as qcreep run)")
+    summ.add_argument("--bias-init", choices=["normal", "zero"], default="zero", help="default zero, as qcreep run")
     summ.add_argument("--json", action="store_true", help="machine-readable JSON (includes total_params)")
 
     rep = sub.add_parser("report", help="Markdown table, CSV and plots from run records")
-    rep.add_argument("results_dir")
+    rep.add_argument("results_dir", help="a results folder written by qcreep run (its records/ folder)")
     rep.add_argument("--out", help="where to write report.md, summary.csv and plots (default RESULTS_DIR)")
     return parser
 
@@ -176,16 +236,23 @@ def _config_value(key, value, path):
     from qcreep.errors import ConfigError
 
     kind, is_list = SWEEP_KEYS[key]
-    items = value if isinstance(value, list) else [value]
     if not is_list and isinstance(value, list):
         raise ConfigError(f"key '{key}' in {path} takes one {kind.__name__}, got a list")
+    items = value if isinstance(value, list) else [value]
+    checked = []
     for item in items:
+        if kind is float and isinstance(item, str):
+            try:  # YAML 1.1 reads 5e-4 (no dot) as a string
+                item = float(item)
+            except ValueError:
+                pass
         ok = isinstance(item, kind) and not (kind is not bool and isinstance(item, bool))
         if kind is float and isinstance(item, int) and not isinstance(item, bool):
-            ok = True
+            ok, item = True, float(item)
         if not ok:
             raise ConfigError(f"key '{key}' in {path} takes {kind.__name__} values, got {item!r}")
-    return items if is_list else value
+        checked.append(item)
+    return checked if is_list else checked[0]
 
 
 def effective_settings(args) -> dict:
@@ -206,7 +273,7 @@ def _save_settings(out_dir: Path, settings: dict) -> Path:
     """Write the settings next to the results without replacing a different earlier file."""
     import yaml
 
-    from qcreep.train import atomic_write_bytes
+    from qcreep.files import atomic_write_bytes
 
     text = yaml.safe_dump({k: v for k, v in settings.items() if v is not None}, sort_keys=True)
     for i in range(1, 1000):
@@ -216,44 +283,72 @@ def _save_settings(out_dir: Path, settings: dict) -> Path:
             return path
         if path.read_text() == text:
             return path
-    raise RuntimeError("too many config files")
+    from qcreep.errors import OutputError
+    raise OutputError(f"{out_dir} already holds 999 config files of different settings; use another --out")
 
 
 # ------------------------------------------------------------------------------------------------
 # commands
 
 
-def cmd_run(args) -> int:
-    from qcreep.data import ensure_available, get_spec
-    from qcreep.models import all_assignments, assignment_label, hybridnet
-    from qcreep.report import markdown_table, summarize, write_report, load_records
-    from qcreep.sweep import plan, run_sweep
-    from qcreep.train import preflight
+def run_settings(args) -> dict:
+    """The effective settings of ``qcreep run``, with the tuning rule applied.
 
+    The learning rate is tuned unless it is fixed: ``--lr`` (or ``lr`` in a config file) without
+    ``--tune`` fixes it, and ``--no-tune`` uses the given or published learning rate.
+    """
     settings = effective_settings(args)
+    explicit_tune = args.tune is not None or "tune" in (load_config_file(args.config) if args.config else {})
+    if settings.get("lr") is not None and not explicit_tune:
+        settings["tune"] = [k for k in settings["tune"] if k != "lr"]
+    return settings
+
+
+def cmd_run(args) -> int:
+    from qcreep.data import get_spec
+    from qcreep.files import ensure_dir, results_lock
+    from qcreep.models import all_assignments, assignment_label, hybridnet
+    from qcreep.report import load_records, markdown_table, summarize, write_report
+    from qcreep.sweep import LocalExecutor, default_seed_parallel, plan, preflight_sweep, run_sweep
+    from qcreep.tuning import TuningSpec, trial_configs, tuning_dir
+
+    settings = run_settings(args)
     assignments = list(settings.get("assign") or [])
     if settings.get("all_assignments"):
         for dataset in settings["datasets"]:
             spec = get_spec(dataset)
             assignments += [assignment_label(a) for a in all_assignments(hybridnet(spec.input_shape))]
-    fields = {k: settings[k] for k in ("epochs", "batch_size", "lr", "n_reps", "n_qubits", "max_train", "max_test",
-                                       "eval_batch_size", "dtype", "device", "data_dir", "threads") if settings.get(k) is not None}
+    fields = {k: settings[k] for k in RUN_FIELDS if settings.get(k) is not None}
     configs = plan(settings["datasets"], levels=settings.get("levels"), assignments=assignments,
-                   seeds=range(settings["seeds"]), angles=settings["angles"], **fields)
-    for dataset, data_dir in dict.fromkeys((c.dataset, c.data_dir) for c in configs):
-        ensure_available(dataset, data_dir)  # fail before anything is written
+                   seeds=range(settings["seeds"]), angles=settings["angles"], twins=bool(settings.get("twins")),
+                   **fields)
+    tuning = None
+    if settings.get("tune"):
+        tuning = TuningSpec.default(settings["tune"], epochs=settings["tune_epochs"], lr_grid=settings.get("lr_grid"))
+    seed_parallel = settings.get("seed_parallel") or default_seed_parallel(configs[0].device, settings["seeds"])
+    executor = LocalExecutor(seed_parallel=seed_parallel)
     out_dir = Path(args.out)
-    for config in configs:
-        preflight(config, out_dir, resume=args.resume)  # refuse before anything is written
-    out_dir.mkdir(parents=True, exist_ok=True)
-    saved = _save_settings(out_dir, settings)
-    if sys.stderr.isatty():
-        print(f"qcreep: {len(configs)} run(s) -> {out_dir} (settings in {saved.name})", file=sys.stderr)
-    run_sweep(configs, out_dir, resume=args.resume, progress=args.progress)
-    paths = write_report(out_dir)
+    # every check before anything is written: data, every rung's model and memory, existing records
+    data = preflight_sweep(configs, out_dir, resume=args.resume, check_records=tuning is None)
+    if tuning is not None:
+        from qcreep.sweep import rung_groups
+        trials = [t for g in rung_groups(configs, tuple(tuning.grid)) for t in trial_configs(g[0], tuning)]
+        preflight_sweep(trials, tuning_dir(out_dir), resume=True, data=data)
+    ensure_dir(out_dir)
+    with results_lock(out_dir):
+        saved = _save_settings(out_dir, settings)
+        if sys.stderr.isatty():
+            print(f"qcreep: {len(configs)} run(s) -> {out_dir} (settings in {saved.name})", file=sys.stderr)
+        run_sweep(configs, out_dir, executor=executor, tuning=tuning, resume=args.resume, progress=args.progress,
+                  log=_log, data=data)
+        paths = write_report(out_dir)
     print(markdown_table(summarize(load_records(out_dir))))
     print(f"\nreport: {paths['report']}", file=sys.stderr)
     return 0
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def cmd_list(args) -> int:
@@ -293,20 +388,30 @@ def cmd_summary(args) -> int:
     import torch
 
     from qcreep.data import get_spec
-    from qcreep.models import build_model, format_summary
+    from qcreep.models import build_model, format_summary, hybridnet, level_assignment, parse_assignment
+    from qcreep.models import twin_assignment
 
     spec = get_spec(args.dataset)
-    level = None if args.assign else (args.level if args.level is not None else 0)
+    backbone = hybridnet(spec.input_shape, spec.num_classes)
+    if args.assign:
+        assignment = parse_assignment(args.assign, backbone)
+    else:
+        assignment = level_assignment(backbone, args.level if args.level is not None else 0)
+    if args.twin:
+        assignment = twin_assignment(backbone, assignment)
     torch.manual_seed(0)
-    model = build_model(spec.input_shape, level=level, assignment=args.assign, num_classes=spec.num_classes,
-                        n_reps=args.n_reps, n_qubits=args.n_qubits, angles=args.angles)
+    model = build_model(spec.input_shape, assignment=assignment, num_classes=spec.num_classes,
+                        n_reps=args.n_reps, n_qubits=args.n_qubits, angles=args.angles,
+                        output_scale=args.output_scale, bias_init=args.bias_init)
     summary = model.summary()
-    summary["dataset"] = spec.name
-    summary["angles"] = args.angles
+    summary.update(dataset=spec.name, angles=args.angles, output_scale=args.output_scale, bias_init=args.bias_init)
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         print(format_summary(summary))
+        if args.angles == "complex" and any(row["quantum"] for row in summary["slots"]):
+            print("angles complex: each complex angle or bias counts as one parameter here; it holds two real "
+                  "numbers, and the gates it makes are not unitary (the published code's mode)")
     return 0
 
 
@@ -338,6 +443,16 @@ def main(argv=None) -> int:
 
         if isinstance(err, QcreepError):
             print(f"qcreep: error: {' '.join(str(err).split())}", file=sys.stderr)
+            return 2
+        if isinstance(err, OSError):  # a write that did not go through qcreep.files
+            from qcreep.files import describe_os_error
+            where = f" {err.filename}" if err.filename else ""
+            print(f"qcreep: error: cannot write{where}: {describe_os_error(err)}; choose another --out or free "
+                  "the space", file=sys.stderr)
+            return 2
+        if isinstance(err, MemoryError) or "out of memory" in str(err).lower() or "not enough memory" in str(err):
+            print("qcreep: error: out of memory; lower --batch-size, --n-reps or --n-qubits, or use a machine with "
+                  "more memory", file=sys.stderr)
             return 2
         raise
 

@@ -46,6 +46,10 @@ Fixed splits and subsets
 * ``max_train`` / ``max_test`` keep the *first* N examples of a split (in file order, or in the
   order of the digits split above). This is deterministic; it is not a random or class-balanced
   sample.
+* The validation split (:func:`validation_split`) is carved from the (possibly truncated) training
+  split: stratified by class, drawn with a fixed seed (``split_seed``, default 0) that does not
+  depend on the run's seed, so every rung and every seed of a ladder sees the same validation
+  images. It never overlaps the test split, which is only ever scored, never used to choose.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ __all__ = [
     "read_cifar_batch",
     "read_idx",
     "resolve_data_dir",
+    "validation_split",
 ]
 
 ENV_DATA_DIR = "QCREEP_DATA"
@@ -676,3 +681,42 @@ def load_dataset(
     train = _make_split(x_tr, y_tr, max_value, spec, limit_train)
     test = _make_split(x_te, y_te, max_value, spec, limit_test)
     return train, test
+
+
+def validation_split(train: Split, fraction: float, split_seed: int = 0) -> tuple[Split, Split | None]:
+    """Carve a fixed, stratified validation split from ``train``; returns ``(fit_part, validation)``.
+
+    For each class ``c`` with ``n_c`` training examples, ``round(fraction * n_c)`` of them (at
+    least one where ``n_c >= 2`` and ``fraction > 0``) go to validation, chosen by a permutation drawn
+    from ``numpy.random.default_rng(split_seed)``. Both parts keep the original order of the
+    examples they hold. ``fraction == 0`` returns ``(train, None)``.
+
+    Example:
+        >>> train, _ = load_dataset("digits")
+        >>> fit_part, val = validation_split(train, 0.1)
+        >>> len(fit_part) + len(val) == len(train), len(val)
+        (True, 136)
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise QcreepError(f"the validation fraction must be a number in [0, 1), got {fraction!r}")
+    if fraction == 0:
+        return train, None
+    labels = train.y.numpy()
+    rng = np.random.default_rng(split_seed)
+    chosen = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        k = int(round(fraction * len(members)))
+        if len(members) >= 2:
+            k = min(max(k, 1), len(members) - 1)
+        else:
+            k = 0
+        chosen.append(rng.permutation(members)[:k])
+    val_mask = np.zeros(len(labels), dtype=bool)
+    val_mask[np.concatenate(chosen)] = True
+    if not val_mask.any() or val_mask.all():
+        raise QcreepError(f"a validation fraction of {fraction} leaves no validation or no training examples "
+                          f"out of {len(labels)}; use more training examples or another --val-fraction")
+    val_idx = torch.from_numpy(np.flatnonzero(val_mask))
+    fit_idx = torch.from_numpy(np.flatnonzero(~val_mask))
+    return Split(train.x[fit_idx], train.y[fit_idx]), Split(train.x[val_idx], train.y[val_idx])

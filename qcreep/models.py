@@ -191,6 +191,29 @@ def all_assignments(backbone: Backbone) -> list[dict[str, str]]:
     return [{s.name: (s.quantum if q else s.classical) for s, q in zip(slots, bits)} for bits in combos]
 
 
+def twin_assignment(backbone: Backbone, assignment: dict[str, str]) -> dict[str, str]:
+    """``assignment`` with every quantum layer replaced by its registered classical twin.
+
+    Example:
+        >>> import qcreep.layers
+        >>> backbone = hybridnet((1, 12, 12))
+        >>> twin_assignment(backbone, level_assignment(backbone, 1))["conv1"]
+        'conv3x3_twin'
+    """
+    from qcreep.layers.registry import twin_for  # noqa: PLC0415 - the registry grows as layers import
+
+    twin = {}
+    for slot_name, layer in assignment.items():
+        kind = backbone.slot(slot_name).slot.kind
+        twin[slot_name] = twin_for(layer, kind) if get_layer_entry(layer, kind).quantum else layer
+    return twin
+
+
+def is_quantum_assignment(backbone: Backbone, assignment: dict[str, str]) -> bool:
+    """True when at least one slot holds a quantum layer."""
+    return any(get_layer_entry(layer, backbone.slot(s).slot.kind).quantum for s, layer in assignment.items())
+
+
 def assignment_label(assignment: dict[str, str]) -> str:
     """Canonical text form, e.g. ``conv1=flipped_quanv3x3,conv2=conv2d,head=linear``."""
     return ",".join(f"{k}={v}" for k, v in assignment.items())
@@ -281,9 +304,16 @@ class SlotNetwork(nn.Module):
             if step_name in self.assignment:
                 spec = self.backbone.slot(step_name)
                 entry = get_layer_entry(self.assignment[step_name], spec.slot.kind)
-                rows.append({"slot": step_name, "kind": spec.slot.kind, "layer": entry.name,
-                             "quantum": entry.quantum, "input": list(in_shape), "output": list(out_shape),
-                             "params": count_parameters(self.steps[step_name])})
+                layer = self.steps[step_name]
+                row = {"slot": step_name, "kind": spec.slot.kind, "layer": entry.name,
+                       "quantum": entry.quantum, "input": list(in_shape), "output": list(out_shape),
+                       "params": count_parameters(layer)}
+                for key in ("n_qubits", "n_reps", "output_scale", "bias_init"):
+                    if hasattr(layer, key):
+                        row[key] = getattr(layer, key)
+                if entry.twin_of:
+                    row["twin_of"] = entry.twin_of
+                rows.append(row)
             else:
                 rows.append({"slot": step_name, "kind": "fixed", "layer": step_name, "quantum": False,
                              "input": list(in_shape), "output": list(out_shape), "params": 0})
@@ -294,12 +324,21 @@ class SlotNetwork(nn.Module):
 
 def format_summary(summary: dict) -> str:
     """The summary as an aligned text table."""
-    header = ("slot", "kind", "layer", "input", "output", "params")
+    header = ("slot", "kind", "layer", "input", "output", "params", "details")
     lines = [header]
     for row in summary["slots"]:
         layer = row["layer"] + (" (quantum)" if row["quantum"] else "")
+        details = []
+        if "n_qubits" in row:
+            details.append(f"{row['n_qubits']} qubits")
+        if "n_reps" in row:
+            details.append(f"{row['n_reps']} re-uploads")
+        if "output_scale" in row:
+            details.append(f"readout scale {row['output_scale']}, bias init {row['bias_init']}")
+        if "twin_of" in row:
+            details.append(f"classical twin of {row['twin_of']}")
         lines.append((row["slot"], row["kind"], layer, "x".join(map(str, row["input"])),
-                      "x".join(map(str, row["output"])), f"{row['params']:,}"))
+                      "x".join(map(str, row["output"])), f"{row['params']:,}", "; ".join(details)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
     level = summary.get("level")

@@ -1,86 +1,319 @@
-"""Grids of runs: datasets x rungs (levels or assignments) x angle modes x seeds.
+"""Grids of runs: datasets x rungs (levels, assignments, their classical twins) x angle modes x seeds.
 
-:func:`plan` turns a grid into validated :class:`~qcreep.train.TrainConfig` objects (so a bad value
-fails before anything trains). An executor runs them. :class:`LocalExecutor` runs them one after
-another in this process and loads each dataset once. Runs are independent and each writes its own
-record and checkpoint, so an executor that spreads them over workers (for example Ray tasks that
-call :func:`qcreep.train.fit`) needs nothing more than the same ``out_dir`` on shared storage.
+:func:`plan` turns a grid into validated :class:`~qcreep.config.TrainConfig` objects, so a bad
+value fails before anything trains. :func:`preflight_sweep` builds every rung's model, checks its
+memory estimate, loads every dataset and checks every existing record, all before the first
+epoch and without writing anything. :func:`run_sweep` tunes each rung on the validation split
+with the same budget (:mod:`qcreep.tuning`), trains the final seeds with the chosen settings
+through an executor, and writes ``sweep.csv``. The results folder is locked for the whole sweep
+(one writer per folder).
+
+:class:`LocalExecutor` runs the configs in this process: one after another, or, with
+``seed_parallel=K``, the seeds of one rung K at a time as one stacked model
+(:mod:`qcreep.stacked`).
+
+Example:
+    >>> from qcreep.sweep import plan
+    >>> configs = plan(["digits"], levels=[0, 2], seeds=range(2), twins=True, epochs=3)
+    >>> [(c.rung_label, c.seed) for c in configs]  # doctest: +NORMALIZE_WHITESPACE
+    [('level 0', 0), ('level 0', 1), ('level 2', 0), ('level 2', 1), ('level 2 twin', 0), ('level 2 twin', 1)]
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Protocol
 
-from qcreep.errors import ConfigError
-from qcreep.train import TrainConfig, atomic_write_bytes, fit
+import torch
+
+from qcreep.config import TrainConfig
+from qcreep.data import get_spec, load_dataset
+from qcreep.errors import ConfigError, QcreepError
+from qcreep.files import atomic_write_bytes, atomic_write_json, results_lock
+from qcreep.models import (
+    assignment_label,
+    hybridnet,
+    is_quantum_assignment,
+    level_of,
+    parse_assignment,
+    twin_assignment,
+)
+from qcreep.train import DivergedError, RunData, build_run_model, fit, preflight, prepare_data
+from qcreep.tuning import TuningSpec, choose, final_config, is_diverged, mark_diverged, trial_configs, tuning_dir
 
 
-def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",), **settings) -> list[TrainConfig]:
-    """Validated configs for every combination, ordered dataset, rung, angle mode, seed.
+def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",), twins: bool = False,
+         **settings) -> list[TrainConfig]:
+    """Validated configs for every combination, ordered dataset, rung (each twin after its rung), angle mode, seed.
 
-    ``levels`` and ``assignments`` may both be given; their rungs are concatenated. ``settings``
-    are any other :class:`TrainConfig` fields (``epochs``, ``lr``, ``max_train``...).
+    ``levels`` and ``assignments`` may both be given; their rungs are concatenated. An assignment
+    equal to a replacement level is that level (the same model is never planned twice under two
+    labels). ``twins`` adds, after each quantum rung, the same network with every quantum layer
+    replaced by its classical twin (``twin_of`` = the quantum rung's label; twins are classical, so
+    they are planned once, in the real angle mode). ``settings`` are any other
+    :class:`TrainConfig` fields (``epochs``, ``lr``, ``max_train``...).
     """
     if not levels and not assignments:
         raise ConfigError("a sweep needs levels (e.g. 0 1 2) or assignments (e.g. conv1=flipped_quanv3x3)")
-    unknown = sorted(set(settings) - set(TrainConfig.__dataclass_fields__))
+    reserved = {"level", "assignment", "seed", "angles", "twin_of", "label", "dataset"}
+    unknown = sorted(set(settings) - (set(TrainConfig.__dataclass_fields__) - reserved))
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; valid: "
-                          f"{', '.join(sorted(TrainConfig.__dataclass_fields__))}")
-    if not list(seeds):
+                          f"{', '.join(sorted(set(TrainConfig.__dataclass_fields__) - reserved))}")
+    seeds = list(seeds)
+    if not seeds:
         raise ConfigError("a sweep needs at least one seed")
-    rungs = [{"level": lv, "assignment": None} for lv in (levels or [])]
-    rungs += [{"level": None, "assignment": a} for a in (assignments or [])]
     configs, seen = [], set()
+
+    def add(config: TrainConfig) -> None:
+        key = (config.dataset, tuple(config.assignment.items()), config.angles, config.seed)
+        if key not in seen:
+            seen.add(key)
+            configs.append(config)
+
     for dataset in datasets:
+        spec = get_spec(dataset)
+        backbone = hybridnet(spec.input_shape, spec.num_classes)
+        rungs = [{"level": lv, "assignment": None} for lv in (levels or [])]
+        for item in assignments or []:
+            filled = parse_assignment(item, backbone)
+            level = level_of(backbone, filled)
+            rungs.append({"level": level, "assignment": None} if level is not None
+                         else {"level": None, "assignment": filled})
         for rung in rungs:
             for mode in angles:
                 for seed in seeds:
-                    config = TrainConfig(dataset=dataset, seed=seed, angles=mode, **rung, **settings).validate()
-                    if config.run_id in seen:
-                        continue
-                    seen.add(config.run_id)
-                    configs.append(config)
+                    add(TrainConfig(dataset=dataset, seed=seed, angles=mode, **rung, **settings).validate())
+            base = TrainConfig(dataset=dataset, **rung, **settings).validate()
+            if twins and is_quantum_assignment(backbone, base.assignment):
+                twin = twin_assignment(backbone, base.assignment)
+                for seed in seeds:
+                    add(TrainConfig(dataset=dataset, level=None, assignment=twin, seed=seed, angles="real",
+                                    twin_of=base.rung_label, label=f"{base.rung_label} twin", **settings).validate())
     return configs
 
 
+# ------------------------------------------------------------------------------------------------
+# checks before anything is written
+
+
+def data_key(config: TrainConfig) -> tuple:
+    return (config.dataset, config.data_dir, config.max_train, config.max_test)
+
+
+class DataCache:
+    """Datasets loaded once per sweep, and their validation splits once per (fraction, seed)."""
+
+    def __init__(self):
+        self._raw: dict = {}
+        self._split: dict = {}
+
+    def raw(self, config: TrainConfig):
+        key = data_key(config)
+        if key not in self._raw:
+            self._raw[key] = load_dataset(*key)
+        return self._raw[key]
+
+    def run_data(self, config: TrainConfig) -> RunData:
+        key = (data_key(config), config.val_fraction, config.split_seed)
+        if key not in self._split:
+            self._split[key] = prepare_data(config, self.raw(config))
+        return self._split[key]
+
+
+def preflight_sweep(configs: list[TrainConfig], out_dir, *, resume: bool = False, data: DataCache | None = None,
+                    check_records: bool = True) -> DataCache:
+    """Check the whole sweep before anything trains or is written.
+
+    Loads every dataset (a missing or corrupt file fails here), carves its validation split,
+    builds every distinct rung's model once (too few qubits, a layer that does not fit its slot),
+    checks its memory estimate against the machine, and checks the records already in ``out_dir``.
+    Returns the loaded data for the sweep to reuse.
+    """
+    data = data or DataCache()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise QcreepError(f"output folder {out_dir} is an existing file, not a folder; choose another --out")
+    built = set()
+    for config in configs:
+        data.run_data(config)
+        key = (config.dataset, tuple(config.assignment.items()), config.angles, config.n_reps, config.n_qubits,
+               config.output_scale, config.bias_init, config.dtype, config.device)
+        if key not in built:
+            built.add(key)
+            check_memory_of(config)
+            with torch.random.fork_rng(devices=[]):
+                build_run_model(config)
+        if check_records:
+            preflight(config, out_dir, resume=resume)
+    return data
+
+
+def check_memory_of(config: TrainConfig, n_models: int = 1) -> None:
+    """Refuse settings whose memory estimate exceeds the machine (see :mod:`qcreep.guard`)."""
+    try:
+        from qcreep.guard import check_memory, estimate_memory
+    except ImportError:  # pragma: no cover - the guard ships with qcreep
+        return
+    spec = get_spec(config.dataset)
+    backbone = hybridnet(spec.input_shape, spec.num_classes)
+    head_in = backbone.slot("head").slot.in_features
+    n_qubits = config.n_qubits
+    if n_qubits is None:
+        from qcreep.layers import min_qubits
+        n_qubits = min_qubits(head_in, spec.num_classes)
+    quantum_head = config.assignment.get("head") == "data_reuploading"
+    estimate = estimate_memory(batch_size=max(config.batch_size, config.eval_batch_size), image_shape=spec.input_shape,
+                               n_qubits=n_qubits if quantum_head else None, n_reps=config.n_reps,
+                               in_features=head_in, out_features=spec.num_classes,
+                               dtype_bytes=4 if config.dtype == "float32" else 8, n_models=n_models)
+    check_memory(estimate, device=config.device)
+
+
+# ------------------------------------------------------------------------------------------------
+# executors
+
+
 class Executor(Protocol):
-    def run(self, configs: list[TrainConfig], out_dir, *, resume: bool, progress, log) -> list[dict]: ...
+    def run(self, configs: list[TrainConfig], out_dir, *, resume: bool, progress, log,
+            data: DataCache | None = None, tolerate_divergence: bool = False) -> list[dict | None]: ...
+
+
+def run_one(config: TrainConfig, out_dir, *, resume: bool, progress, log, data: DataCache,
+            tolerate_divergence: bool = False) -> dict | None:
+    """:func:`~qcreep.train.fit` one config; a diverged tuning trial is marked and gives None."""
+    kwargs = {} if log is None else {"log": log}
+    if tolerate_divergence and is_diverged(config, out_dir):
+        return None
+    try:
+        return fit(config, out_dir, resume=resume, progress=progress, data=data.run_data(config), **kwargs)
+    except DivergedError as err:
+        if not tolerate_divergence:
+            raise
+        mark_diverged(config, out_dir, str(err))
+        if log is not None:
+            log(f"[{config.dataset} {config.rung_label} lr {config.lr:g}] diverged; kept as a failed trial")
+        return None
 
 
 class LocalExecutor:
-    """Runs configs one at a time in this process, loading each dataset once."""
+    """Runs configs in this process, loading each dataset once.
 
-    def run(self, configs, out_dir, *, resume=False, progress=None, log=None) -> list[dict]:
-        from qcreep.data import load_dataset
+    Args:
+        seed_parallel: train up to this many seeds of one rung together as one stacked model
+            (1: one run at a time). Tuning trials always run one at a time.
+    """
 
-        cache = {}
-        records = []
-        kwargs = {} if log is None else {"log": log}
-        for config in configs:
-            key = (config.dataset, config.data_dir, config.max_train, config.max_test)
-            if key not in cache:
-                cache.clear()  # keep one dataset in memory at a time
-                cache[key] = load_dataset(*key)
-            records.append(fit(config, out_dir, resume=resume, progress=progress, data=cache[key], **kwargs))
-        return records
+    def __init__(self, seed_parallel: int = 1):
+        if isinstance(seed_parallel, bool) or not isinstance(seed_parallel, int) or seed_parallel < 1:
+            raise ConfigError(f"seed_parallel must be an integer >= 1, got {seed_parallel!r}")
+        self.seed_parallel = seed_parallel
+
+    def run(self, configs, out_dir, *, resume=False, progress=None, log=None, data=None,
+            tolerate_divergence=False) -> list[dict | None]:
+        data = data or DataCache()
+        records: dict[str, dict | None] = {}
+        groups = [configs] if self.seed_parallel == 1 or tolerate_divergence else _seed_groups(configs)
+        for group in groups:
+            if self.seed_parallel > 1 and not tolerate_divergence and len(group) > 1:
+                from qcreep.stacked import fit_stacked
+                for start in range(0, len(group), self.seed_parallel):
+                    chunk = group[start:start + self.seed_parallel]
+                    kwargs = {} if log is None else {"log": log}
+                    for config, rec in zip(chunk, fit_stacked(chunk, out_dir, resume=resume, progress=progress,
+                                                              data=data.run_data(chunk[0]), **kwargs)):
+                        records[config.run_id] = rec
+            else:
+                for config in group:
+                    records[config.run_id] = run_one(config, out_dir, resume=resume, progress=progress, log=log,
+                                                     data=data, tolerate_divergence=tolerate_divergence)
+        return [records[c.run_id] for c in configs]
 
 
-def run_sweep(configs: list[TrainConfig], out_dir, *, executor: Executor | None = None, resume: bool = False,
-              progress=None, log=None) -> list[dict]:
-    """Run every config (complete runs are skipped) and write ``sweep.csv`` with one row per run."""
+def _seed_groups(configs: list[TrainConfig]) -> list[list[TrainConfig]]:
+    """Configs that differ only by seed, grouped in plan order."""
+    groups: dict[str, list[TrainConfig]] = {}
+    for config in configs:
+        groups.setdefault(config.config_hash, []).append(config)
+    return list(groups.values())
+
+
+def default_seed_parallel(device: str, n_seeds: int) -> int:
+    """Seed-parallel where it pays: on a GPU all seeds of a rung at once (up to 5); on a CPU one at a time."""
+    return min(max(n_seeds, 1), 5) if torch.device(device).type == "cuda" else 1
+
+
+# ------------------------------------------------------------------------------------------------
+# the sweep
+
+
+def run_sweep(configs: list[TrainConfig], out_dir, *, executor: Executor | None = None,
+              tuning: TuningSpec | None = None, resume: bool = False, progress=None, log=None,
+              data: DataCache | None = None) -> list[dict]:
+    """Tune (if ``tuning``), then train every config (complete runs are skipped); write ``sweep.csv``.
+
+    With ``tuning``, the configs' values of the tuned settings are ignored: each rung (the configs
+    that differ only by seed) gets the values chosen on the validation split, with the same budget
+    for every rung, and each final record carries the rung's ``tuning`` block.
+    """
     executor = executor or LocalExecutor()
-    records = executor.run(configs, out_dir, resume=resume, progress=progress, log=log)
-    write_sweep_csv(records, Path(out_dir) / "sweep.csv")
+    data = data or DataCache()
+    out_dir = Path(out_dir)
+    with results_lock(out_dir):
+        finals = list(configs)
+        if tuning is not None:
+            finals = tune_and_finalise(configs, out_dir, tuning, executor=executor, progress=progress, log=log,
+                                       data=data, resume=resume)
+        for config in finals:
+            preflight(config, out_dir, resume=resume)
+        records = executor.run(finals, out_dir, resume=resume, progress=progress, log=log, data=data)
+        write_sweep_csv(records, out_dir / "sweep.csv")
     return records
 
 
-SWEEP_COLUMNS = ("run_id", "dataset", "label", "angles", "seed", "status", "epochs_completed", "n_params",
-                 "final_test_acc", "best_test_acc", "final_train_acc", "final_test_loss", "mean_epoch_seconds",
-                 "max_unitarity_error")
+def rung_groups(configs: list[TrainConfig], tuned: tuple[str, ...] = ()) -> list[list[TrainConfig]]:
+    """Configs grouped by rung and protocol: equal but for the seed and the ``tuned`` settings."""
+    groups: dict[str, list[TrainConfig]] = {}
+    for config in configs:
+        neutral = config.replace(seed=0, **{k: getattr(TrainConfig, k) for k in tuned})
+        groups.setdefault(neutral.config_hash + neutral.rung_label, []).append(config)
+    return list(groups.values())
+
+
+def tune_and_finalise(configs, out_dir, spec: TuningSpec, *, executor, progress, log, data, resume) -> list[TrainConfig]:
+    """Run every rung's trials (resuming finished ones), choose, and return the final configs."""
+    spec.validate()
+    groups = rung_groups(configs, tuple(spec.grid))
+    trials_of = [trial_configs(group[0], spec) for group in groups]
+    all_trials = [t for trials in trials_of for t in trials]
+    if log is not None:
+        log(f"tuning {len(groups)} rung(s) on the validation split: {spec.n_trials} trial(s) x {spec.epochs} "
+            f"epoch(s) each ({', '.join(spec.grid)})")
+    executor.run(all_trials, tuning_dir(out_dir), resume=True, progress=progress, log=log, data=data,
+                 tolerate_divergence=True)
+    finals = []
+    for group, trials in zip(groups, trials_of):
+        block = choose(spec, trials, tuning_dir(out_dir))
+        base = group[0]
+        atomic_write_json(tuning_dir(out_dir) / f"{base.dataset}_{_slug(base)}_{base.angles}_{trials[0].config_hash}.json",
+                          {"dataset": base.dataset, "label": base.rung_label, "angles": base.angles, **block})
+        if log is not None:
+            chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in block["chosen"].items())
+            log(f"[{base.dataset} {base.rung_label} {base.angles}] tuned on validation: {chosen}")
+        finals += [final_config(c, block, c.seed, c.epochs) for c in group]
+    return finals
+
+
+def _slug(config: TrainConfig) -> str:
+    return config.run_id.split(f"_{config.angles}_seed")[0].split(f"{config.dataset}_", 1)[1]
+
+
+SWEEP_COLUMNS = ("run_id", "dataset", "label", "twin_of", "angles", "seed", "status", "epochs_completed", "n_params",
+                 "lr", "tuned", "final_test_acc", "test_acc_at_best", "best_epoch", "best_val_acc",
+                 "final_train_acc", "final_test_loss", "mean_epoch_seconds", "max_unitarity_error", "solver")
 
 
 def write_sweep_csv(records: list[dict], path: Path) -> None:
@@ -89,16 +322,20 @@ def write_sweep_csv(records: list[dict], path: Path) -> None:
     writer = csv.DictWriter(buffer, fieldnames=SWEEP_COLUMNS)
     writer.writeheader()
     for rec in records:
+        if rec is None:
+            continue
         times = rec.get("epoch_times") or []
         unit = rec.get("unitarity") or {}
         writer.writerow({
-            "run_id": rec["run_id"], "dataset": rec["dataset"], "label": rec["label"], "angles": rec["angles"],
-            "seed": rec["seed"], "status": rec["status"], "epochs_completed": rec.get("epochs_completed", 0),
-            "n_params": rec["n_params"],
-            "final_test_acc": _last(rec.get("test_accs")), "best_test_acc": max(rec.get("test_accs") or [float("nan")]),
+            "run_id": rec["run_id"], "dataset": rec["dataset"], "label": rec["label"],
+            "twin_of": rec.get("twin_of") or "", "angles": rec["angles"], "seed": rec["seed"],
+            "status": rec["status"], "epochs_completed": rec.get("epochs_completed", 0), "n_params": rec["n_params"],
+            "lr": rec.get("config", {}).get("lr", ""), "tuned": "yes" if rec.get("tuning") else "no",
+            "final_test_acc": _last(rec.get("test_accs")), "test_acc_at_best": _blank(rec.get("test_acc_at_best")),
+            "best_epoch": _blank(rec.get("best_epoch")), "best_val_acc": _blank(rec.get("best_val_acc")),
             "final_train_acc": _last(rec.get("train_accs")), "final_test_loss": _last(rec.get("test_losses")),
             "mean_epoch_seconds": sum(times) / len(times) if times else "",
-            "max_unitarity_error": unit.get("max_unitarity_error", ""),
+            "max_unitarity_error": unit.get("max_unitarity_error", ""), "solver": rec.get("solver") or "",
         })
     atomic_write_bytes(path, buffer.getvalue().encode())
 
@@ -106,3 +343,10 @@ def write_sweep_csv(records: list[dict], path: Path) -> None:
 def _last(values):
     return values[-1] if values else ""
 
+
+def _blank(value):
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+__all__ = ["DataCache", "Executor", "LocalExecutor", "SWEEP_COLUMNS", "assignment_label", "default_seed_parallel",
+           "plan", "preflight_sweep", "run_sweep", "rung_groups", "tune_and_finalise", "write_sweep_csv"]

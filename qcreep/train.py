@@ -1,213 +1,95 @@
-"""Training with the paper's protocol, atomic checkpoints, resumable runs and JSON run records.
+"""Training one run: the epoch loop, evaluation, and the per-epoch bookkeeping shared by every loop.
 
-One run is one (dataset, level or assignment, angle mode, seed). :func:`fit` trains it and writes,
-under the output directory,
+:func:`fit` trains one :class:`~qcreep.config.TrainConfig` and writes its record and checkpoint
+(:mod:`qcreep.records`) after every epoch. The bookkeeping of an epoch (validation and test
+scores, physicality diagnostics, the checkpoint, the record) lives in :class:`RunTracker`, so the
+seed-parallel loop of :mod:`qcreep.stacked`, which trains several seeds as one stacked model,
+writes exactly the same files as a lone run.
 
-- ``records/<run id>.json``: the run record (config, environment, parameter count, per-epoch
-  metrics under the published files' keys ``train_losses``, ``test_losses``, ``train_accs``,
-  ``test_accs`` with accuracies as fractions, timings, physicality diagnostics), rewritten
-  atomically after every epoch with ``status`` ``"running"`` and finally ``"complete"``;
-- ``checkpoints/<run id>.pt``: model, optimiser and metrics after the last finished epoch, written
-  to a temporary file and moved into place, so a crash never leaves a half-written checkpoint.
+Data: the training split is divided once into a fitting part and a fixed, stratified validation
+part (:func:`qcreep.data.validation_split`). Every choice (the best epoch here, the tuned
+settings in :mod:`qcreep.tuning`) is made on validation scores; the test split is only scored.
 
-The protocol defaults are the published PyTorch runs: Adam, learning rate 5e-4, batch 200,
-cross-entropy, 50 epochs, 10 re-uploads. Shuffling draws a permutation from a generator seeded
-by ``(seed, epoch)`` alone, so a resumed run sees the same batches as an uninterrupted one and
-ends with the same metrics.
+Shuffling draws a permutation from a generator seeded by ``(seed, epoch)`` alone, so a resumed
+run sees the same batches as an uninterrupted one and ends with the same metrics.
+
+Example:
+    >>> from qcreep.config import TrainConfig
+    >>> from qcreep.train import fit
+    >>> record = fit(TrainConfig(dataset="digits", level=0, epochs=1, max_train=200), "runs/doc")  # doctest: +SKIP
+    >>> record["status"], len(record["val_accs"])  # doctest: +SKIP
+    ('complete', 1)
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import os
-import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import qcreep
-from qcreep.data import get_spec, load_dataset
-from qcreep.errors import CheckpointError, ConfigError, QcreepError
-from qcreep.layers._angles import ANGLE_MODES
-from qcreep.models import SlotNetwork, assignment_label, build_model, hybridnet, level_assignment, parse_assignment
+from qcreep.config import DTYPES, TrainConfig, check_device
+from qcreep.data import Split, get_spec, load_dataset, validation_split
+from qcreep.errors import CheckpointError, QcreepError
+from qcreep.files import results_lock
+from qcreep.models import SlotNetwork, build_model
+from qcreep.records import (
+    METRIC_KEYS,
+    RECORD_VERSION,
+    best_epoch,
+    checkpoint_path,
+    environment,
+    fingerprint_diff,
+    load_checkpoint,
+    read_record,
+    record_path,
+    save_checkpoint,
+    write_record,
+)
 
-RECORD_VERSION = 1
-CHECKPOINT_FORMAT = 1
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-OPTIMIZERS = ("adam",)
-# Config keys that change the numbers a run produces. A checkpoint or record written under other
-# values of these keys does not belong to the run. ``epochs`` is not among them: a finished run
-# can be resumed with more epochs.
-FINGERPRINT_KEYS = ("dataset", "assignment", "seed", "batch_size", "lr", "optimizer", "n_reps", "n_qubits",
-                    "angles", "max_train", "max_test", "dtype")
+# Re-exported for callers of earlier versions.
+__all__ = ["RECORD_VERSION", "RunData", "RunTracker", "TrainConfig", "build_run_model", "checkpoint_path",
+           "evaluate", "fit", "physicality", "prepare_data", "preflight", "record_path"]
 
 
 @dataclass
-class TrainConfig:
-    """Everything that defines a run. Defaults are the paper's protocol (PAPER.md)."""
+class RunData:
+    """The three parts a run sees: ``fit`` (trained on), ``val`` (chosen on; may be None), ``test`` (scored)."""
 
-    dataset: str = "digits"
-    level: int | None = 0
-    assignment: dict[str, str] | None = None
-    seed: int = 0
-    epochs: int = 50
-    batch_size: int = 200
-    lr: float = 5e-4
-    optimizer: str = "adam"
-    n_reps: int = 10
-    n_qubits: int | None = None
-    angles: str = "real"
-    max_train: int | None = None
-    max_test: int | None = None
-    eval_batch_size: int = 1000
-    dtype: str = "float32"
-    device: str = "cpu"
-    data_dir: str | None = None
-    threads: int | None = None
-    extra: dict = field(default_factory=dict)
-
-    def validate(self) -> "TrainConfig":
-        """Check every value; fill ``assignment`` from ``level``. Returns ``self``."""
-        spec = get_spec(self.dataset)
-        self.dataset = spec.name
-        for key, minimum in (("seed", 0), ("epochs", 1), ("batch_size", 1), ("n_reps", 1), ("eval_batch_size", 1)):
-            _check_int(key, getattr(self, key), minimum)
-        for key in ("max_train", "max_test", "n_qubits", "threads"):
-            if getattr(self, key) is not None:
-                _check_int(key, getattr(self, key), 1)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (0 < self.lr < math.inf):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        self.lr = float(self.lr)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("angles", self.angles, ANGLE_MODES)
-        _check_choice("dtype", self.dtype, tuple(DTYPES))
-        check_device(self.device)
-        backbone = hybridnet(spec.input_shape, spec.num_classes)
-        if self.level is not None and self.assignment is not None:
-            if level_assignment(backbone, self.level) != parse_assignment(self.assignment, backbone):
-                raise ConfigError("give level or assignment, not both")
-        if self.level is not None:
-            self.assignment = level_assignment(backbone, self.level)
-        elif self.assignment is not None:
-            self.assignment = parse_assignment(self.assignment, backbone)
-        else:
-            raise ConfigError("a run needs a level (0, 1, 2) or an assignment such as conv1=flipped_quanv3x3")
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def fingerprint(self) -> dict:
-        return {k: getattr(self, k) for k in FINGERPRINT_KEYS}
-
-    @property
-    def rung_label(self) -> str:
-        return f"level {self.level}" if self.level is not None else assignment_label(self.assignment)
-
-    @property
-    def run_id(self) -> str:
-        if self.level is not None:
-            rung = f"level{self.level}"
-        else:
-            rung = "_".join(f"{slot}-{layer}" for slot, layer in self.assignment.items())
-        return f"{self.dataset}_{rung}_{self.angles}_seed{self.seed}"
+    fit: Split
+    val: Split | None
+    test: Split
 
 
-def _check_int(key, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
+def prepare_data(config: TrainConfig, data=None) -> RunData:
+    """Load ``config``'s dataset (or take ``data = (train, test)``) and carve the validation split."""
+    if data is None:
+        data = load_dataset(config.dataset, config.data_dir, config.max_train, config.max_test)
+    if isinstance(data, RunData):
+        return data
+    train, test = data
+    fit_part, val = validation_split(train, config.val_fraction, config.split_seed)
+    return RunData(fit_part, val, test)
 
 
-def _check_choice(key, value, choices):
-    if value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+def build_run_model(config: TrainConfig) -> SlotNetwork:
+    """The model of ``config``, initialised from ``torch.manual_seed(config.seed)``."""
+    spec = get_spec(config.dataset)
+    torch.manual_seed(config.seed)
+    return build_model(spec.input_shape, assignment=config.assignment, num_classes=spec.num_classes,
+                       **layer_options(config))
 
 
-def check_device(device: str) -> torch.device:
-    """A torch device for ``device``; CUDA that is not there is a clear error."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' was requested but CUDA is not available here; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    return dev
-
-
-# ------------------------------------------------------------------------------------------------
-# files
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
-
-
-def _atomic_torch_save(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def record_path(out_dir, config: TrainConfig) -> Path:
-    return Path(out_dir) / "records" / f"{config.run_id}.json"
-
-
-def checkpoint_path(out_dir, config: TrainConfig) -> Path:
-    return Path(out_dir) / "checkpoints" / f"{config.run_id}.pt"
-
-
-def read_record(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise QcreepError(f"run record {path} cannot be read ({err}); move it away to rerun this run") from None
-
-
-def environment(device: torch.device) -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    env = {"qcreep": qcreep.__version__, "torch": torch.__version__, "python": platform.python_version(),
-           "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-           "threads": torch.get_num_threads(), "device": str(device)}
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
-
-
-def _fingerprint_diff(saved: dict, config: TrainConfig) -> str:
-    now = config.fingerprint()
-    diffs = [f"{k} {saved.get(k)!r} there vs {now[k]!r} now" for k in FINGERPRINT_KEYS if saved.get(k) != now[k]]
-    return "; ".join(diffs)
-
-
-# ------------------------------------------------------------------------------------------------
-# training
+def layer_options(config: TrainConfig) -> dict:
+    """The options every layer factory is offered (each takes those it names)."""
+    return {"angles": config.angles, "n_reps": config.n_reps, "n_qubits": config.n_qubits,
+            "output_scale": config.output_scale, "bias_init": config.bias_init, "solver": config.solver,
+            "dtype": DTYPES[config.dtype], "device": check_device(config.device)}
 
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -240,9 +122,7 @@ def physicality(model: SlotNetwork, x_sample: torch.Tensor) -> dict:
     finally:
         for hook in hooks:
             hook.remove()
-    per_layer = {}
-    for name, layer in layers.items():
-        per_layer[name] = layer.physicality(captured[name])
+    per_layer = {name: layer.physicality(captured[name]) for name, layer in layers.items()}
     summary = {"max_unitarity_error": max(v["max_unitarity_error"] for v in per_layer.values())}
     norms_min = [v["min_state_norm"] for v in per_layer.values() if "min_state_norm" in v]
     norms_max = [v["max_state_norm"] for v in per_layer.values() if "max_state_norm" in v]
@@ -252,7 +132,8 @@ def physicality(model: SlotNetwork, x_sample: torch.Tensor) -> dict:
     return summary
 
 
-def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the training examples in ``epoch`` of run ``seed`` (independent of everything else)."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=generator)
 
@@ -261,41 +142,30 @@ def _default_log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _want_progress(progress) -> bool:
+def want_progress(progress) -> bool:
     if progress is None:
         return sys.stderr.isatty()
     return bool(progress)
 
 
-def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | None = None,
-        log=_default_log, data=None, stop_after: int | None = None) -> dict:
-    """Train one run and return its record.
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=config.lr)
 
-    Args:
-        config: the run (validated here).
-        out_dir: results directory; see the module docs for the files written.
-        resume: continue from this run's checkpoint. Without it, a run with an unfinished record
-            or checkpoint in ``out_dir`` is an error, so nothing written is overwritten.
-        progress: show a progress bar (default: only when stderr is a terminal).
-        data: ``(train, test)`` splits already loaded (a sweep loads each dataset once).
-        stop_after: stop after this many epochs of this call (for tests of resuming).
 
-    A run whose record is already complete for ``config.epochs`` epochs is not trained again;
-    its record is returned.
-    """
-    config.validate()
-    out_dir = Path(out_dir)
-    rec_path, ckpt_path = record_path(out_dir, config), checkpoint_path(out_dir, config)
-    tag = f"[{config.dataset} {config.rung_label} {config.angles} seed {config.seed}]"
-    existing = preflight(config, out_dir, resume=resume)
-    if existing is not None and existing.get("status") == "complete" and existing.get("epochs_completed", 0) >= config.epochs:
-        log(f"{tag} already complete ({existing['epochs_completed']} epochs), skipped")
-        return existing
-    previous_threads = torch.get_num_threads()
-    try:
-        return _fit(config, out_dir, rec_path, ckpt_path, tag, existing, resume, progress, log, data, stop_after)
-    finally:
-        torch.set_num_threads(previous_threads)
+def solver_used(model: SlotNetwork) -> str | None:
+    """The solver the quantum layers resolved to on their device (None without a quantum layer)."""
+    for layer in model.quantum_layers().values():
+        resolved = getattr(layer, "resolved_solver", None)
+        if callable(resolved):
+            param = next(layer.parameters(), None)
+            return resolved(param.device if param is not None else torch.device("cpu"))
+        if isinstance(resolved, str):
+            return resolved
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# checks before anything is written
 
 
 def preflight(config: TrainConfig, out_dir, *, resume: bool = False) -> dict | None:
@@ -309,101 +179,209 @@ def preflight(config: TrainConfig, out_dir, *, resume: bool = False) -> dict | N
     rec_path, ckpt_path = record_path(out_dir, config), checkpoint_path(out_dir, config)
     existing = read_record(rec_path) if rec_path.exists() else None
     if existing is not None:
-        diff = _fingerprint_diff(existing.get("config", {}), config)
+        diff = fingerprint_diff(existing.get("config", {}), config)
         if diff:
             raise CheckpointError(f"{rec_path} belongs to a run with another config ({diff}); "
                                   "use another --out or move the old results away")
-        if existing.get("status") == "complete" and existing.get("epochs_completed", 0) >= config.epochs:
+        if is_complete(existing, config):
             return existing
     if not resume and (ckpt_path.exists() or existing is not None):
         done = existing.get("epochs_completed", "?") if existing else "?"
         raise QcreepError(f"run {config.run_id} in {out_dir} has an earlier checkpoint ({done} epochs); "
-                          "pass --resume to continue it, or use another --out")
+                          "resume it (--resume on the command line, resume=True in Python), or use another --out")
     return existing
 
 
-def _fit(config, out_dir, rec_path, ckpt_path, tag, existing, resume, progress, log, data, stop_after):
-    device = check_device(config.device)
-    dtype = DTYPES[config.dtype]
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    spec = get_spec(config.dataset)
-    if data is None:
-        data = load_dataset(config.dataset, config.data_dir, config.max_train, config.max_test)
-    train, test = data
+def is_complete(record: dict | None, config: TrainConfig) -> bool:
+    return (record is not None and record.get("status") == "complete"
+            and record.get("epochs_completed", 0) >= config.epochs)
 
-    torch.manual_seed(config.seed)
-    model = build_model(spec.input_shape, assignment=config.assignment, num_classes=spec.num_classes,
-                        angles=config.angles, n_reps=config.n_reps, n_qubits=config.n_qubits,
-                        dtype=dtype, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    n_params = model.summary()["total_params"]
 
-    metrics = {k: [] for k in ("train_losses", "test_losses", "train_accs", "test_accs",
-                               "epoch_times", "eval_times", "unitarity_errors")}
-    start_epoch = 0
-    if resume and ckpt_path.exists():
-        start_epoch = _load_checkpoint(ckpt_path, config, model, optimizer, metrics)
-        log(f"{tag} resuming after epoch {start_epoch}")
-    elif resume and existing is not None and existing.get("epochs_completed", 0) > 0:
-        raise CheckpointError(f"{rec_path} records {existing['epochs_completed']} epochs but its checkpoint "
-                              f"{ckpt_path} is missing; move the record away to start the run again")
+# ------------------------------------------------------------------------------------------------
+# the bookkeeping of one run
 
-    record = {
-        "record_version": RECORD_VERSION, "qcreep_version": qcreep.__version__,
-        "dataset": config.dataset, "level": config.level, "assignment": dict(config.assignment),
-        "label": config.rung_label, "angles": config.angles, "seed": config.seed,
-        "run_id": config.run_id, "status": "running", "n_params": n_params,
-        "summary": model.summary()["slots"], "config": config.to_dict(), "environment": environment(device),
-    }
-    x_probe = test.x[: min(len(test.y), 200)].to(device=device, dtype=dtype)
-    if start_epoch:
-        record.update(metrics, epochs_completed=start_epoch)
-    bar = None
-    if _want_progress(progress):
-        from tqdm.auto import tqdm
-        steps = math.ceil(len(train.y) / config.batch_size)
-        bar = tqdm(total=steps * (config.epochs - start_epoch), desc=tag, unit="batch", leave=False)
+
+class RunTracker:
+    """The files and metrics of one run: resume, end-of-epoch scores, checkpoint and record.
+
+    A loop trains ``tracker.model`` (or a stacked copy whose values it copies back before
+    :meth:`end_epoch`) and calls :meth:`end_epoch` after each epoch.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir, data: RunData, *, existing: dict | None = None,
+                 resume: bool = False, log=_default_log):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.data = data
+        self.log = log
+        self.device = check_device(config.device)
+        self.dtype = DTYPES[config.dtype]
+        self.rec_path = record_path(out_dir, config)
+        self.ckpt_path = checkpoint_path(out_dir, config)
+        self.tag = f"[{config.dataset} {config.rung_label} {config.angles} seed {config.seed}]"
+        self.model = build_run_model(config)
+        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.metrics = {k: [] for k in METRIC_KEYS}
+        self.start_epoch = 0
+        if resume and self.ckpt_path.exists():
+            ckpt = load_checkpoint(self.ckpt_path, config)
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.metrics.update(ckpt["metrics"])
+            self.start_epoch = int(ckpt["epochs_completed"])
+            log(f"{self.tag} resuming after epoch {self.start_epoch}")
+        elif resume and existing is not None and existing.get("epochs_completed", 0) > 0:
+            raise CheckpointError(f"{self.rec_path} records {existing['epochs_completed']} epochs but its checkpoint "
+                                  f"{self.ckpt_path} is missing; move the record away to start the run again")
+        summary = self.model.summary()
+        self.record = {
+            "record_version": RECORD_VERSION, "qcreep_version": qcreep.__version__,
+            "dataset": config.dataset, "level": config.level, "assignment": dict(config.assignment),
+            "label": config.rung_label, "twin_of": config.twin_of, "angles": config.angles, "seed": config.seed,
+            "run_id": config.run_id, "config_hash": config.config_hash, "status": "running",
+            "n_params": summary["total_params"], "summary": summary["slots"],
+            "readout": {"output_scale": config.output_scale, "bias_init": config.bias_init},
+            "solver": solver_used(self.model), "tuning": config.tuning,
+            "split": {"fit": len(data.fit), "validation": len(data.val) if data.val is not None else 0,
+                      "test": len(data.test), "val_fraction": config.val_fraction, "split_seed": config.split_seed},
+            "config": config.to_dict(), "environment": environment(self.device),
+        }
+        if self.start_epoch:
+            self._update_record(self.start_epoch)
+        self.x_probe = data.test.x[: min(len(data.test), 200)].to(device=self.device, dtype=self.dtype)
+
+    @property
+    def epochs_left(self) -> int:
+        return self.config.epochs - self.start_epoch
+
+    def _update_record(self, epochs_completed: int, phys: dict | None = None) -> None:
+        best = best_epoch(self.metrics["val_accs"], self.metrics["val_losses"])
+        self.record.update(self.metrics, epochs_completed=epochs_completed, best_epoch=best,
+                           best_val_acc=self.metrics["val_accs"][best - 1] if best else None,
+                           test_acc_at_best=self.metrics["test_accs"][best - 1] if best else None)
+        if phys is not None:
+            self.record["unitarity"] = phys or None
+
+    def end_epoch(self, epoch: int, train_loss: float, train_acc: float, seconds: float) -> str:
+        """Score, checkpoint and record epoch ``epoch`` (0-based); returns the one-line summary."""
+        config, data = self.config, self.data
+        t0 = time.perf_counter()
+        if data.val is not None:
+            val_loss, val_acc = evaluate(self.model, data.val.x, data.val.y, config.eval_batch_size,
+                                         self.device, self.dtype)
+        else:
+            val_loss, val_acc = None, None
+        test_loss, test_acc = evaluate(self.model, data.test.x, data.test.y, config.eval_batch_size,
+                                       self.device, self.dtype)
+        t1 = time.perf_counter()
+        phys = physicality(self.model, self.x_probe)
+        for key, value in (("train_losses", train_loss), ("train_accs", train_acc), ("test_losses", test_loss),
+                           ("test_accs", test_acc), ("epoch_times", seconds), ("eval_times", t1 - t0),
+                           ("unitarity_errors", phys.get("max_unitarity_error"))):
+            self.metrics[key].append(value)
+        if val_acc is not None:
+            self.metrics["val_losses"].append(val_loss)
+            self.metrics["val_accs"].append(val_acc)
+        self._update_record(epoch + 1, phys)
+        save_checkpoint(self.ckpt_path, config, self.model.state_dict(), self.optimizer.state_dict(),
+                        self.metrics, epoch + 1)
+        if epoch + 1 == config.epochs:
+            self.record["status"] = "complete"
+        write_record(self.rec_path, self.record)
+        val = f"val acc {100 * val_acc:.2f}% | " if val_acc is not None else ""
+        return (f"{self.tag} epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f} "
+                f"acc {100 * train_acc:.2f}% | {val}test acc {100 * test_acc:.2f}% | {seconds:.1f}s")
+
+    def finish(self) -> dict:
+        """Mark a run complete whose checkpoint already held every epoch; return the record."""
+        if self.record.get("epochs_completed", 0) >= self.config.epochs and self.record["status"] != "complete":
+            self.record["status"] = "complete"
+            self._update_record(self.record["epochs_completed"], physicality(self.model, self.x_probe))
+            write_record(self.rec_path, self.record)
+        return self.record
+
+    def final_line(self) -> str:
+        rec = self.record
+        best = rec.get("best_epoch")
+        test = rec["test_accs"][-1] if rec.get("test_accs") else float("nan")
+        at_best = f", best val epoch {best} (test {100 * rec['test_acc_at_best']:.2f}%)" if best else ""
+        return f"{self.tag} done: test acc {100 * test:.2f}% after {rec.get('epochs_completed', 0)} epochs{at_best}"
+
+
+# ------------------------------------------------------------------------------------------------
+# the lone loop
+
+
+def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | None = None,
+        log=_default_log, data=None, stop_after: int | None = None, verbose: bool = False) -> dict:
+    """Train one run and return its record.
+
+    Args:
+        config: the run (validated here).
+        out_dir: results directory; see :mod:`qcreep.records` for the files written. It is locked
+            for this process while the run trains (:func:`qcreep.files.results_lock`).
+        resume: continue from this run's checkpoint. Without it, a run with an unfinished record
+            or checkpoint in ``out_dir`` is an error, so nothing written is overwritten.
+        progress: show a progress bar (default: only when stderr is a terminal).
+        data: ``(train, test)`` splits already loaded (a sweep loads each dataset once), or a
+            :class:`RunData`.
+        stop_after: stop after this many epochs of this call (for tests of resuming).
+        verbose: log a line per epoch (default: one line when the run finishes).
+
+    A run whose record is already complete for ``config.epochs`` epochs is not trained again;
+    its record is returned.
+    """
+    config.validate()
+    out_dir = Path(out_dir)
+    existing = preflight(config, out_dir, resume=resume)
+    tag = f"[{config.dataset} {config.rung_label} {config.angles} seed {config.seed}]"
+    if is_complete(existing, config):
+        log(f"{tag} already complete ({existing['epochs_completed']} epochs), skipped")
+        return existing
+    previous_threads = torch.get_num_threads()
     try:
-        epochs_this_call = 0
-        for epoch in range(start_epoch, config.epochs):
-            if stop_after is not None and epochs_this_call >= stop_after:
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        with results_lock(out_dir):
+            run_data = prepare_data(config, data)
+            tracker = RunTracker(config, out_dir, run_data, existing=existing, resume=resume, log=log)
+            return _train(tracker, progress, log, stop_after, verbose)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(tracker: RunTracker, progress, log, stop_after, verbose) -> dict:
+    config = tracker.config
+    bar = None
+    if want_progress(progress) and tracker.epochs_left > 0:
+        from tqdm.auto import tqdm
+        steps = math.ceil(len(tracker.data.fit) / config.batch_size)
+        bar = tqdm(total=steps * tracker.epochs_left, desc=tracker.tag, unit="batch", leave=False)
+    try:
+        done = 0
+        for epoch in range(tracker.start_epoch, config.epochs):
+            if stop_after is not None and done >= stop_after:
                 break
             t0 = time.perf_counter()
-            loss, acc = _train_epoch(model, optimizer, train, config, epoch, device, dtype, bar)
-            t1 = time.perf_counter()
-            test_loss, test_acc = evaluate(model, test.x, test.y, config.eval_batch_size, device, dtype)
-            t2 = time.perf_counter()
-            phys = physicality(model, x_probe)
-            for key, value in (("train_losses", loss), ("train_accs", acc), ("test_losses", test_loss),
-                               ("test_accs", test_acc), ("epoch_times", t1 - t0), ("eval_times", t2 - t1),
-                               ("unitarity_errors", phys.get("max_unitarity_error"))):
-                metrics[key].append(value)
-            record.update(metrics, epochs_completed=epoch + 1, unitarity=phys or None)
-            _save_checkpoint(ckpt_path, config, model, optimizer, metrics, epoch + 1)
-            if epoch + 1 == config.epochs:
-                record["status"] = "complete"
-            atomic_write_json(rec_path, record)
-            epochs_this_call += 1
-            message = (f"{tag} epoch {epoch + 1}/{config.epochs}: train loss {loss:.4f} acc {100 * acc:.2f}% | "
-                       f"test loss {test_loss:.4f} acc {100 * test_acc:.2f}% | {t1 - t0:.1f}s")
-            if bar is not None:
-                bar.write(message)
-            else:
-                log(message)
+            loss, acc = train_epoch(tracker.model, tracker.optimizer, tracker.data.fit, config, epoch,
+                                    tracker.device, tracker.dtype, bar)
+            line = tracker.end_epoch(epoch, loss, acc, time.perf_counter() - t0)
+            done += 1
+            if verbose:
+                (bar.write if bar is not None else log)(line)
     finally:
         if bar is not None:
             bar.close()
-    if record.get("epochs_completed", 0) >= config.epochs and record["status"] != "complete":
-        # the checkpoint already held every epoch (a crash between checkpoint and record)
-        record.update(status="complete", unitarity=physicality(model, x_probe) or None)
-        atomic_write_json(rec_path, record)
+    record = tracker.finish()
+    if record.get("status") == "complete":
+        log(tracker.final_line())
     return record
 
 
-def _train_epoch(model, optimizer, train, config, epoch, device, dtype, bar):
+def train_epoch(model, optimizer, train: Split, config: TrainConfig, epoch: int, device, dtype, bar=None):
+    """One pass over ``train`` in the run's order for ``epoch``; returns mean loss and accuracy."""
     model.train()
-    perm = _epoch_permutation(len(train.y), config.seed, epoch)
+    perm = epoch_permutation(len(train), config.seed, epoch)
     total_loss, correct = 0.0, 0
     for start in range(0, len(perm), config.batch_size):
         idx = perm[start:start + config.batch_size]
@@ -414,9 +392,7 @@ def _train_epoch(model, optimizer, train, config, epoch, device, dtype, bar):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if not torch.isfinite(loss.detach()):
-            raise QcreepError(f"training diverged: loss is {float(loss)} at epoch {epoch + 1}; "
-                              "try a smaller --lr")
+        check_finite(loss, epoch)
         total_loss += float(loss.detach()) * len(idx)
         correct += int((out.argmax(1) == yb).sum())
         if bar is not None:
@@ -425,35 +401,11 @@ def _train_epoch(model, optimizer, train, config, epoch, device, dtype, bar):
     return total_loss / len(perm), correct / len(perm)
 
 
-def _save_checkpoint(path, config, model, optimizer, metrics, epochs_completed):
-    _atomic_torch_save(path, {
-        "format": CHECKPOINT_FORMAT, "qcreep_version": qcreep.__version__,
-        "fingerprint": json.dumps(config.fingerprint(), sort_keys=True),
-        "epochs_completed": epochs_completed, "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(), "metrics": json.dumps(metrics),
-    })
+def check_finite(loss: torch.Tensor, epoch: int) -> None:
+    if not torch.isfinite(loss.detach()).all():
+        raise DivergedError(f"training diverged: loss is {loss.detach().tolist()} at epoch {epoch + 1}; "
+                            "try a smaller --lr")
 
 
-def _load_checkpoint(path, config, model, optimizer, metrics) -> int:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any unreadable file is the same problem for the user
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
-                              "delete it to restart the run from epoch 0") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not a qcreep checkpoint of format {CHECKPOINT_FORMAT}; "
-                              "delete it to restart the run")
-    if ckpt.get("qcreep_version") != qcreep.__version__:
-        raise CheckpointError(f"checkpoint {path} was written by qcreep {ckpt.get('qcreep_version')}, "
-                              f"this is {qcreep.__version__}; resume with that version or use another --out")
-    saved = json.loads(ckpt["fingerprint"])
-    diff = _fingerprint_diff(saved, config)
-    if diff:
-        raise CheckpointError(f"checkpoint {path} was written for another config ({diff}); "
-                              "use another --out or drop --resume")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    metrics.update(json.loads(ckpt["metrics"]))
-    return int(ckpt["epochs_completed"])
-
-
+class DivergedError(QcreepError):
+    """The loss became infinite or NaN (the learning rate is too large for this rung)."""

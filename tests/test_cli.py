@@ -24,6 +24,7 @@ import yaml
 
 from qcreep import __version__
 from qcreep.cli import load_config_file
+from qcreep.errors import QcreepError
 
 
 def _console_script() -> list[str]:
@@ -88,7 +89,20 @@ def snapshot(directory: Path) -> dict:
 
 
 def records(out: Path) -> dict:
-    return {p.name: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
+    """Records by run id without its config hash (``digits_level0_real_seed0.json``)."""
+    found = {}
+    for p in sorted((out / "records").glob("*.json")):
+        rec = json.loads(p.read_text())
+        assert p.stem == rec["run_id"] and rec["run_id"].endswith("_" + rec["config_hash"])
+        found[p.stem.rsplit("_", 1)[0] + ".json"] = rec
+    return found
+
+
+def one_path(directory: Path, pattern: str) -> Path:
+    """The one file matching ``pattern`` (run ids end in a config hash)."""
+    matches = sorted(directory.glob(pattern))
+    assert len(matches) == 1, matches
+    return matches[0]
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +126,17 @@ def _batch_commands(cli) -> dict:
     (root / "invalid.toml").write_text("epochs = = 1\n")
     (root / "unknown_key.toml").write_text("epochs = 1\nlearning_rate = 0.1\n")
     (root / "wrong_type.toml").write_text('epochs = "two"\n')
+    (root / "a_file").write_text("not a folder\n")
     out = root / "err_out"
     commands = {
         "list": ["list"],
         "list_json": ["list", "--json"],
         "summary_0": ["summary", "--dataset", "mnist", "--level", "0", "--json"],
         "summary_1": ["summary", "--dataset", "mnist", "--level", "1", "--json"],
-        "summary_2": ["summary", "--dataset", "mnist", "--level", "2", "--json"],
+        "summary_2": ["summary", "--dataset", "mnist", "--level", "2", "--json", "--output-scale", "none"],
+        "summary_2_text": ["summary", "--dataset", "mnist", "--level", "2"],
+        "summary_2_twin": ["summary", "--dataset", "mnist", "--level", "2", "--twin", "--json"],
+        "summary_complex": ["summary", "--dataset", "mnist", "--level", "2", "--angles", "complex"],
         "summary_assign": ["summary", "--dataset", "mnist", "--json", "--assign",
                            "conv1=flipped_quanv3x3,conv2=flipped_quanv3x3,head=data_reuploading"],
         # error paths
@@ -138,6 +156,9 @@ def _batch_commands(cli) -> dict:
         "invalid_toml": ["run", "--config", "invalid.toml", "--out", out],
         "unknown_key": ["run", "--config", "unknown_key.toml", "--out", out],
         "wrong_type": ["run", "--config", "wrong_type.toml", "--out", out],
+        "out_is_file": ["run", "--levels", "0", *TINY, "--out", root / "a_file"],
+        "few_qubits_run": ["run", "--levels", "0", "2", "--n-qubits", "2", *TINY, "--out", root / "few_out"],
+        "huge_reps": ["run", "--levels", "2", "--n-reps", "1000000", *TINY, "--out", root / "huge_out"],
         "report_empty": ["report", root / "empty_results"],
         "report_missing": ["report", root / "no_such_results"],
     }
@@ -233,8 +254,20 @@ def test_summary_json_totals(batch, level, total):
 
 def test_summary_assign(batch):
     full = json.loads(batch["summary_assign"].stdout)
-    assert full["total_params"] == 172_048
+    assert full["total_params"] == 172_048 + 1  # the learned output scale of qcreep run's default readout
     assert full["level"] == 2
+    head = full["slots"][-1]
+    assert head["n_qubits"] == 7 and head["n_reps"] == 10 and head["output_scale"] == "learned"
+
+
+def test_summary_text_shows_qubits_twins_and_complex_counting(batch):
+    text = batch["summary_2_text"].stdout
+    assert "7 qubits; 10 re-uploads; readout scale learned, bias init zero" in text
+    twin = json.loads(batch["summary_2_twin"].stdout)
+    quantum = json.loads(batch["summary_assign"].stdout)
+    assert [r["layer"] for r in twin["slots"]] == ["conv3x3_twin", "conv3x3_twin", "flatten", "dense_twin"]
+    assert abs(twin["total_params"] - quantum["total_params"]) <= 0.01 * quantum["total_params"]
+    assert "each complex angle or bias counts as one parameter" in batch["summary_complex"].stdout
 
 
 # --------------------------------------------------------------------------------- error paths
@@ -254,6 +287,9 @@ def test_summary_assign(batch):
     ("invalid_toml", ["invalid.toml is not valid TOML"]),
     ("unknown_key", ["unknown key 'learning_rate' in", "valid keys:"]),
     ("wrong_type", ["key 'epochs' in", "takes int values, got 'two'"]),
+    ("out_is_file", ["a_file is an existing file, not a folder; choose another --out"]),
+    ("few_qubits_run", ["slot 'head'", "needs at least 5 qubits", "n_qubits=2"]),
+    ("huge_reps", ["n_reps=1000000", "lower --n-reps"]),
     ("report_empty", ["no run records (*.json) found under", "empty_results"]),
     ("report_missing", ["results directory", "no_such_results", "does not exist"]),
 ])
@@ -264,6 +300,10 @@ def test_error_exits_2_with_one_line(batch, name, fragments):
 def test_errors_before_running_write_nothing(cli, batch):
     assert not batch["err_out_created"]
     assert not (cli.root / "missing_out").exists()
+    # every rung is built and checked before the first epoch: level 0 never trained
+    assert not (cli.root / "few_out").exists() and not (cli.root / "huge_out").exists()
+    assert not (cli.root / "corrupt_out").exists()
+    assert (cli.root / "a_file").read_text() == "not a folder\n"
     assert not (cli.root / "no_such_results").exists()
     assert list((cli.root / "empty_data").iterdir()) == []
     assert list(cli.data.iterdir()) == []
@@ -277,18 +317,23 @@ def test_corrupt_data(batch):
 # --------------------------------------------------------------------------- the default ladder
 
 
+LADDER = ("run", "--epochs", "1", "--tune-epochs", "1", "--lr-grid", "1e-3", "3e-2", *TINY)
+
+
 def _ladder_scenario(cli) -> dict:
-    """The default ladder run, an identical rerun, then a rerun with another --lr."""
+    """The default ladder (tuned, with twins) at a tiny budget, an identical rerun, then a rerun with --lr."""
     out = cli.root / "ladder"
-    args = ("run", "--epochs", "1", *TINY, "--out", out)
-    first = cli(*args)
+    first = cli(*LADDER, "--out", out)
     before = snapshot(out) if out.exists() else {}
-    second = cli(*args)
+    second = cli(*LADDER, "--out", out)
     after_second = snapshot(out) if out.exists() else {}
-    other = cli("run", "--epochs", "1", *TINY, "--lr", "0.01", "--out", out)
+    other = cli("run", "--epochs", "1", *TINY, "--no-twins", "--lr", "0.01", "--out", out)
     after_other = snapshot(out) if out.exists() else {}
     return dict(out=out, first=first, second=second, other=other, before=before, after_second=after_second,
                 after_other=after_other)
+
+
+RUNGS = ("level 0", "level 1", "level 1 twin", "level 2", "level 2 twin")
 
 
 @pytest.mark.slow
@@ -298,58 +343,76 @@ def test_run_ladder(ladder):
     assert "Traceback" not in result.stderr
     table = result.stdout
     assert table.lstrip().startswith("|")
-    for rung in ("level 0", "level 1", "level 2"):
+    for rung in RUNGS:
         assert f"| {rung} |" in table
     assert "| digits |" in table
     recs = records(out)
-    assert sorted(recs) == [f"digits_level{level}_real_seed0.json" for level in (0, 1, 2)]
+    assert sorted(recs) == sorted([f"digits_level{level}_real_seed0.json" for level in (0, 1, 2)]
+                                  + [f"digits_level{level}twin_real_seed0.json" for level in (1, 2)])
     for rec in recs.values():
         assert rec["status"] == "complete" and rec["epochs_completed"] == 1
         assert rec["config"]["threads"] == 1 and rec["environment"]["threads"] == 1
         assert rec["config"]["max_train"] == 60 and rec["config"]["n_reps"] == 2
-    assert len(list((out / "checkpoints").glob("*.pt"))) == 3
+        tuning = rec["tuning"]
+        assert tuning["split"] == "validation" and set(tuning["chosen"]) == {"lr"}
+        assert [c["settings"]["lr"] for c in tuning["candidates"]] == [1e-3, 3e-2]
+        assert tuning["budget"] == {"trials": 2, "epochs": 1, "seed": 0, "grid": {"lr": [1e-3, 3e-2]}}
+        assert rec["config"]["lr"] == tuning["chosen"]["lr"]
+        assert len(rec["val_accs"]) == 1 and rec["best_epoch"] == 1
+    twin = recs["digits_level2twin_real_seed0.json"]
+    quantum = recs["digits_level2_real_seed0.json"]
+    assert twin["twin_of"] == "level 2" and twin["label"] == "level 2 twin"
+    assert abs(twin["n_params"] - quantum["n_params"]) <= 0.01 * quantum["n_params"]
+    # 5 rungs x 2 trials, each an ordinary run under tuning/
+    assert len(list((out / "tuning" / "records").glob("*.json"))) == 10
+    assert len(list((out / "checkpoints").glob("*.pt"))) == 5
     sweep = (out / "sweep.csv").read_text().splitlines()
-    assert len(sweep) == 4 and sweep[0].startswith("run_id,")
+    assert len(sweep) == 6 and sweep[0].startswith("run_id,")
     assert (out / "report.md").is_file()
     assert "level 2" in (out / "report.md").read_text()
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["levels"] == [0, 1, 2] and saved["epochs"] == 1 and saved["seeds"] == 1
+    assert saved["tune"] == ["lr"] and saved["twins"] is True
     assert "run(s) ->" not in result.stderr  # the plan line is for terminals only
-    assert result.stderr.count("epoch 1/1") == 3
+    assert "epoch 1/1:" not in result.stderr  # a line per finished run, not per epoch
+    assert result.stderr.count("] done: test acc") == 5 + 10
+    assert result.stderr.count("tuned on validation: lr=") == 5
 
 
 @pytest.mark.slow
 def test_rerun_skips_complete_runs(ladder):
     result = ladder["second"]
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("already complete (1 epochs), skipped") == 3
-    assert "epoch 1/1:" not in result.stderr
-    for rung in ("level 0", "level 1", "level 2"):
+    assert result.stderr.count("already complete (1 epochs), skipped") == 5 + 10
+    assert "] done:" not in result.stderr
+    for rung in RUNGS:
         assert f"| {rung} |" in result.stdout
     before, after = ladder["before"], ladder["after_second"]
     assert set(before) == set(after)
     for path, data in before.items():
-        if path.parts[0] in ("records", "checkpoints") or path.name == "config.yaml":
+        if path.parts[0] in ("records", "checkpoints", "tuning") or path.name == "config.yaml":
             assert after[path] == data, path
 
 
 @pytest.mark.slow
-def test_rerun_with_other_config_is_refused(ladder):
-    line = assert_error(ladder["other"], "belongs to a run with another config", "lr 0.0005 there vs 0.01 now",
-                        strict_one_line=False)
-    assert "use another --out" in line
+def test_rerun_with_other_config_keeps_both(ladder):
+    # another --lr is another config: its runs land on their own paths and nothing earlier changes
+    other = ladder["other"]
+    assert other.returncode == 0, other.stderr
     before, after = ladder["after_second"], ladder["after_other"]
     for path, data in before.items():
-        if path.parts[0] in ("records", "checkpoints"):
+        if path.parts[0] in ("records", "checkpoints", "tuning"):
             assert after[path] == data, path
-    assert "epoch 1/1:" not in ladder["other"].stderr
+    new = sorted(set(after) - set(before))
+    assert len([p for p in new if p.parts[0] == "records"]) == 3
+    assert Path("config-2.yaml") in new
 
 
 # ------------------------------------------------------------------------------ kill and resume
 
 
 KILL_ARGS = ("run", "--levels", "0", "--epochs", "4", "--seeds", "1", "--max-train", "1347", "--max-test", "50",
-             "--batch-size", "20", "--threads", "1", "--no-progress")
+             "--batch-size", "20", "--threads", "1", "--no-progress", "--no-tune")
 # The same settings as KILL_ARGS, from config files whose epochs the --epochs 4 flag overrides. The
 # uninterrupted run B reads the TOML file and the resumed run A the YAML file, so equal metrics also
 # show that a config file and the flags give the same run.
@@ -363,6 +426,7 @@ max_train = 1347
 max_test = 50
 batch_size = 20
 threads = 1
+tune = []
 """
 KILL_YAML = """\
 dataset: digits
@@ -373,6 +437,7 @@ max-train: 1347
 max-test: 50
 batch-size: 20
 threads: 1
+tune: []
 """
 
 
@@ -386,7 +451,7 @@ def _kill_scenario(cli) -> dict:
     a, b = cli.root / "kill_a", cli.root / "kill_b"
     (cli.root / "kill.toml").write_text(KILL_TOML)
     (cli.root / "kill.yaml").write_text(KILL_YAML)
-    rec_a = a / "records" / "digits_level0_real_seed0.json"
+    records_a = a / "records"
     proc_b = cli.popen("run", "--config", "kill.toml", "--epochs", "4", "--no-progress", "--out", b,
                        log=cli.root / "kill_b.log")
     proc_a = cli.popen(*KILL_ARGS, "--out", a, log=cli.root / "kill_a.log")
@@ -394,9 +459,10 @@ def _kill_scenario(cli) -> dict:
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and proc_a.poll() is None:
-            if rec_a.exists() and list((a / "checkpoints").glob("*.pt")):
+            found = list(records_a.glob("digits_level0_real_seed0_*.json"))
+            if found and list((a / "checkpoints").glob("*.pt")):
                 try:
-                    seen = json.loads(rec_a.read_text())
+                    seen = json.loads(found[0].read_text())
                 except ValueError:
                     seen = None
                 if seen and seen.get("epochs_completed", 0) >= 1:
@@ -424,11 +490,12 @@ def test_kill_and_resume_equals_uninterrupted(killed):
     assert killed["a_returncode"] == -signal.SIGKILL, killed["a_log"]
     assert killed["b_returncode"] == 0, killed["b_log"]
     # killed mid-run: the record on disk says unfinished
-    killed_rec = json.loads(killed["after_kill"][Path("records/digits_level0_real_seed0.json")])
+    name = one_path(a / "records", "digits_level0_real_seed0_*.json").name
+    killed_rec = json.loads(killed["after_kill"][Path("records") / name])
     assert killed_rec["status"] == "running"
     assert 1 <= killed_rec["epochs_completed"] < 4
     assert len(killed_rec["test_accs"]) == killed_rec["epochs_completed"]
-    assert Path("checkpoints/digits_level0_real_seed0.pt") in killed["after_kill"]
+    assert Path("checkpoints") / name.replace(".json", ".pt") in killed["after_kill"]
     # resumed to completion
     resumed = killed["resumed"]
     assert resumed.returncode == 0, resumed.stderr
@@ -469,14 +536,14 @@ def test_config_files_and_flags_give_the_same_run(cli, killed):
     assert load_config_file(a / "config.yaml") == saved
     toml = load_config_file(cli.root / "kill.toml")
     assert toml == {"datasets": ["digits"], "levels": [0], "seeds": 1, "epochs": 1, "max_train": 1347,
-                    "max_test": 50, "batch_size": 20, "threads": 1}
+                    "max_test": 50, "batch_size": 20, "threads": 1, "tune": []}
     assert load_config_file(cli.root / "kill.yaml") == dict(toml, epochs=2)
 
 
 @pytest.mark.slow
 def test_unfinished_run_without_resume_is_refused(killed):
     line = assert_error(killed["no_resume"], "digits_level0_real_seed0", "earlier checkpoint",
-                        "pass --resume to continue it", strict_one_line=False)
+                        "resume it (--resume on the command line", strict_one_line=False)
     assert "epochs)" in line
     before, after = killed["after_kill"], killed["after_no_resume"]
     for path, data in before.items():
@@ -492,16 +559,30 @@ def test_corrupt_data_error_is_one_line(batch):
 
 
 @pytest.mark.slow
-def test_other_config_error_is_one_line(ladder):
-    assert_error(ladder["other"], strict_one_line=True)
-
-
-@pytest.mark.slow
 def test_no_resume_error_is_one_line(killed):
     assert_error(killed["no_resume"], strict_one_line=True)
 
 
-@pytest.mark.slow
-def test_refused_rerun_leaves_out_dir_unchanged(ladder):
-    assert ladder["other"].returncode == 2
-    assert set(ladder["after_other"]) == set(ladder["after_second"])
+
+
+
+def test_yaml_reads_exponent_floats(tmp_path):
+    # YAML 1.1 reads 5e-4 (no dot) as a string; the README writes learning rates that way
+    path = tmp_path / "sweep.yaml"
+    path.write_text("lr: 5e-4\nlr_grid: [1e-5, 3e-3]\nval_fraction: 0.2\n")
+    assert load_config_file(path) == {"lr": 5e-4, "lr_grid": [1e-5, 3e-3], "val_fraction": 0.2}
+    path.write_text("lr: fast\n")
+    with pytest.raises(QcreepError, match=r"key 'lr' in .* takes float values, got 'fast'"):
+        load_config_file(path)
+
+
+def test_fixed_lr_turns_off_its_tuning():
+    from qcreep.cli import build_parser, run_settings
+
+    parser = build_parser()
+    assert run_settings(parser.parse_args(["run"]))["tune"] == ["lr"]
+    assert run_settings(parser.parse_args(["run", "--lr", "0.01"]))["tune"] == []
+    assert run_settings(parser.parse_args(["run", "--lr", "0.01", "--tune", "lr"]))["tune"] == ["lr"]
+    assert run_settings(parser.parse_args(["run", "--no-tune"]))["tune"] == []
+    assert run_settings(parser.parse_args(["run"]))["twins"] is True
+    assert run_settings(parser.parse_args(["run", "--no-twins"]))["twins"] is False

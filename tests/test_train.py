@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -60,10 +61,11 @@ def test_fit_writes_a_complete_record(tmp_path, digits_data):
     cfg = config(level=2, epochs=2)
     record = run(cfg, tmp_path, digits_data)
     path = record_path(tmp_path, cfg)
-    assert path == tmp_path / "records" / "digits_level2_real_seed0.json"
+    assert path == tmp_path / "records" / f"{cfg.run_id}.json"
+    assert re.fullmatch(r"digits_level2_real_seed0_[0-9a-f]{8}", cfg.run_id)
     on_disk = json.loads(path.read_text())
     assert on_disk == record
-    assert record["record_version"] == RECORD_VERSION == 1
+    assert record["record_version"] == RECORD_VERSION == 2
     assert record["qcreep_version"] == qcreep.__version__
     assert record["dataset"] == "digits"
     assert record["level"] == 2
@@ -74,9 +76,20 @@ def test_fit_writes_a_complete_record(tmp_path, digits_data):
     assert record["seed"] == 0
     assert record["status"] == "complete"
     assert record["epochs_completed"] == 2
-    assert record["run_id"] == "digits_level2_real_seed0"
-    # 5-qubit head with 2 re-uploads: 2 * (4**5 - 1) + 10; quanv layers 32*15+32 and 16*32*15+16
-    assert record["n_params"] == 2 * 1023 + 10 + 512 + 7696
+    assert record["run_id"] == cfg.run_id
+    # 5-qubit head with 2 re-uploads: 2 * (4**5 - 1) + 10 + a learned output scale; quanv layers 32*15+32 and
+    # 16*32*15+16
+    assert record["n_params"] == 2 * 1023 + 10 + 1 + 512 + 7696
+    assert record["readout"] == {"output_scale": "learned", "bias_init": "zero"}
+    # 10% of the 60 training examples, stratified by class, hold out for validation
+    assert record["split"]["fit"] + record["split"]["validation"] == 60 and record["split"]["test"] == 50
+    # about 6 examples per class: round(0.6) = 1 each, at least one per class
+    assert record["split"]["validation"] == 10
+    assert len(record["val_accs"]) == len(record["val_losses"]) == 2
+    best = record["best_epoch"]
+    assert best in (1, 2) and record["best_val_acc"] == max(record["val_accs"])
+    assert record["test_acc_at_best"] == record["test_accs"][best - 1]
+    assert record["tuning"] is None and record["twin_of"] is None
     assert [row["slot"] for row in record["summary"]] == ["conv1", "conv2", "flatten", "head"]
     cfg_rec = record["config"]
     assert cfg_rec["dataset"] == "digits" and cfg_rec["epochs"] == 2 and cfg_rec["lr"] == 5e-4
@@ -92,14 +105,14 @@ def test_fit_writes_a_complete_record(tmp_path, digits_data):
     for key in ("train_accs", "test_accs"):
         for value in record[key]:
             assert 0.0 <= value <= 1.0
-            # fractions of the (60 train / 50 test) examples
-            n = 60 if key == "train_accs" else 50
+            # fractions of the (50 fitted / 50 test) examples; 10 of the 60 are held out for validation
+            n = 50 if key == "train_accs" else 50
             assert abs(value * n - round(value * n)) < 1e-9
     for key in ("train_losses", "test_losses"):
         assert all(0 < v < 100 for v in record[key])
     assert all(t >= 0 for t in record["epoch_times"] + record["eval_times"])
     assert checkpoint_path(tmp_path, cfg).is_file()
-    assert checkpoint_path(tmp_path, cfg) == tmp_path / "checkpoints" / "digits_level2_real_seed0.pt"
+    assert checkpoint_path(tmp_path, cfg) == tmp_path / "checkpoints" / f"{cfg.run_id}.pt"
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -109,7 +122,7 @@ def test_record_of_an_assignment(tmp_path, digits_data):
     assert record["level"] is None
     assert record["assignment"] == {"conv1": "conv2d", "conv2": "conv2d", "head": "data_reuploading"}
     assert record["label"] == "conv1=conv2d,conv2=conv2d,head=data_reuploading"
-    assert record["run_id"] == "digits_conv1-conv2d_conv2-conv2d_head-data_reuploading_real_seed0"
+    assert record["run_id"].startswith("digits_conv1-conv2d_conv2-conv2d_head-data_reuploading_real_seed0_")
     assert record_path(tmp_path, cfg).is_file()
 
 
@@ -127,7 +140,8 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path, digits_data):
     c = run(config(level=2, epochs=2, seed=4), tmp_path / "c", digits_data)
     assert metrics(a) == metrics(b)
     assert metrics(a) != metrics(c)
-    assert c["run_id"] == "digits_level2_real_seed4"
+    assert c["run_id"].startswith("digits_level2_real_seed4_")
+    assert c["run_id"].split("_")[-1] == a["run_id"].split("_")[-1]  # the hash leaves out the seed
 
 
 def test_resume_equals_uninterrupted(tmp_path, digits_data):
@@ -198,33 +212,44 @@ def test_unfinished_run_needs_resume(unfinished, digits_data):
     message = str(info.value)
     assert "digits_level0_real_seed0" in message
     assert "earlier checkpoint (1 epochs)" in message
-    assert "pass --resume to continue it, or use another --out" in message
+    assert "resume it (--resume on the command line, resume=True in Python), or use another --out" in message
     assert snapshot(unfinished) == before
 
 
 def test_checkpoint_without_record_needs_resume(unfinished, digits_data):
     record_path(unfinished, config()).unlink()
-    with pytest.raises(QcreepError, match=r"earlier checkpoint \(\? epochs\); pass --resume"):
+    with pytest.raises(QcreepError, match=r"earlier checkpoint \(\? epochs\); resume it"):
         run(config(epochs=3), unfinished, digits_data)
 
 
 def test_record_of_another_config(unfinished, digits_data):
+    # runs with other settings land on other paths: the earlier run's files are never touched
+    before = snapshot(unfinished)
+    other = config(epochs=3, lr=1e-3)
+    assert other.run_id != config(epochs=3).run_id
+    run(other, unfinished, digits_data)
+    after = snapshot(unfinished)
+    assert all(after[name] == data for name, data in before.items())
+    # a record whose own config disagrees with its run id (copied in from elsewhere) is refused
+    path = record_path(unfinished, config())
+    rec = json.loads(path.read_text())
+    rec["config"]["lr"] = 0.25
+    path.write_text(json.dumps(rec))
     before = snapshot(unfinished)
     for resume in (False, True):
         with pytest.raises(CheckpointError, match=r"belongs to a run with another config "
-                                                  r"\(lr 0.0005 there vs 0.001 now\); use another --out"):
-            run(config(epochs=3, lr=1e-3), unfinished, digits_data, resume=resume)
-    with pytest.raises(CheckpointError, match=r"another config \(max_train 60 there vs 50 now\)"):
-        run(config(epochs=3, max_train=50), unfinished, digits_data, resume=True)
+                                                  r"\(lr 0.25 there vs 0.0005 now\); use another --out"):
+            run(config(epochs=3), unfinished, digits_data, resume=resume)
     assert snapshot(unfinished) == before
 
 
 def test_complete_record_of_another_config(tmp_path, digits_data):
-    run(config(), tmp_path, digits_data)
+    first = run(config(), tmp_path, digits_data)
     before = snapshot(tmp_path)
-    with pytest.raises(CheckpointError, match=r"n_reps 2 there vs 3 now"):
-        run(config(n_reps=3), tmp_path, digits_data)
-    assert snapshot(tmp_path) == before
+    second = run(config(n_reps=3), tmp_path, digits_data)
+    assert second["run_id"] != first["run_id"]
+    after = snapshot(tmp_path)
+    assert all(after[name] == data for name, data in before.items())
 
 
 def test_checkpoint_of_another_config(unfinished, digits_data):
@@ -261,7 +286,7 @@ def test_corrupt_checkpoint(unfinished, digits_data, garbage):
     ckpt = checkpoint_path(unfinished, config())
     ckpt.write_bytes(garbage)
     before = snapshot(unfinished)
-    with pytest.raises(CheckpointError, match=r"checkpoint .*digits_level0_real_seed0.pt cannot be read"):
+    with pytest.raises(CheckpointError, match=r"checkpoint .*digits_level0_real_seed0_[0-9a-f]{8}.pt cannot be read"):
         run(config(epochs=3), unfinished, digits_data, resume=True)
     assert snapshot(unfinished) == before
 
@@ -269,7 +294,7 @@ def test_corrupt_checkpoint(unfinished, digits_data, garbage):
 def test_checkpoint_of_another_format(unfinished, digits_data):
     ckpt = checkpoint_path(unfinished, config())
     torch.save({"format": 99}, ckpt)
-    with pytest.raises(CheckpointError, match=r"is not a qcreep checkpoint of format 1"):
+    with pytest.raises(CheckpointError, match=r"is not a qcreep checkpoint of format 2 \(found 99\)"):
         run(config(epochs=3), unfinished, digits_data, resume=True)
 
 
@@ -309,12 +334,17 @@ def test_resume_after_crash_between_final_checkpoint_and_record(tmp_path, digits
     ({"batch_size": True}, ConfigError, r"^batch_size must be an integer >= 1, got True$"),
     ({"max_train": 0}, ConfigError, r"^max_train must be an integer >= 1, got 0$"),
     ({"n_qubits": 0}, ConfigError, r"^n_qubits must be an integer >= 1, got 0$"),
-    ({"lr": -1}, ConfigError, r"^lr must be a positive number, got -1$"),
-    ({"lr": 0}, ConfigError, r"^lr must be a positive number, got 0$"),
-    ({"lr": float("nan")}, ConfigError, r"^lr must be a positive number, got nan$"),
-    ({"lr": float("inf")}, ConfigError, r"^lr must be a positive number, got inf$"),
-    ({"lr": "0.1"}, ConfigError, r"^lr must be a positive number, got '0.1'$"),
-    ({"angles": "foo"}, ConfigError, r"^angles must be one of real, complex, got 'foo'$"),
+    ({"lr": -1}, ConfigError, r"^lr must be a number in \(0, inf\), got -1$"),
+    ({"lr": 0}, ConfigError, r"^lr must be a number in \(0, inf\), got 0$"),
+    ({"lr": float("nan")}, ConfigError, r"^lr must be a number in \(0, inf\), got nan$"),
+    ({"lr": float("inf")}, ConfigError, r"^lr must be a number in \(0, inf\), got inf$"),
+    ({"lr": "fast"}, ConfigError, r"^lr must be a number in \(0, inf\), got 'fast'$"),
+    ({"val_fraction": 1.0}, ConfigError, r"^val_fraction must be a number in \[0, 1\), got 1.0$"),
+    ({"output_scale": "big"}, ConfigError, r"^output_scale must be one of none, learned"),
+    ({"bias_init": "uniform"}, ConfigError, r"^bias_init must be one of normal, zero"),
+    ({"solver": "qr"}, ConfigError, r"^solver must be one of auto, eigh, expm, got 'qr'$"),
+    ({"angles": "foo"}, ConfigError, r"^angles must be one of real, complex \('complex' is the non-physical "
+                                     r"published-code mode\), got 'foo'$"),
     ({"dtype": "float16"}, ConfigError, r"^dtype must be one of float32, float64, got 'float16'$"),
     ({"optimizer": "sgd"}, ConfigError, r"^optimizer must be one of adam, got 'sgd'$"),
     ({"device": "tpu"}, ConfigError, r"^device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'$"),
@@ -382,9 +412,9 @@ def test_complex_angles_run(tmp_path, digits_data):
     cfg = config(level=2, epochs=2, angles="complex", lr=0.05)
     record = run(cfg, tmp_path, digits_data)
     assert record["angles"] == "complex"
-    assert record["run_id"] == "digits_level2_complex_seed0"
+    assert record["run_id"] == cfg.run_id and cfg.run_id.startswith("digits_level2_complex_seed0_")
     assert record["status"] == "complete"
-    on_disk = json.loads((tmp_path / "records" / "digits_level2_complex_seed0.json").read_text())
+    on_disk = json.loads((tmp_path / "records" / f"{cfg.run_id}.json").read_text())
     assert on_disk["angles"] == "complex" and on_disk["config"]["angles"] == "complex"
     assert all(0 <= a <= 1 for a in record["test_accs"])
     # training moved the imaginary parts, so the gates are no longer unitary
@@ -403,7 +433,7 @@ def test_float64_run(tmp_path, digits_data):
 def test_sweep_writes_csv_and_skips_complete_runs(tmp_path):
     configs = plan(["digits"], levels=[0, 2], assignments=["head=data_reuploading"], seeds=[0, 1],
                    epochs=1, max_train=60, max_test=50, n_reps=2, batch_size=30)
-    assert [c.run_id for c in configs] == [
+    assert [c.run_id.rsplit("_", 1)[0] for c in configs] == [
         "digits_level0_real_seed0", "digits_level0_real_seed1", "digits_level2_real_seed0",
         "digits_level2_real_seed1", "digits_conv1-conv2d_conv2-conv2d_head-data_reuploading_real_seed0",
         "digits_conv1-conv2d_conv2-conv2d_head-data_reuploading_real_seed1",
@@ -450,8 +480,10 @@ def test_plan_errors():
 
 def test_plan_deduplicates():
     configs = plan(["digits", "Digits"], levels=[0, 0], assignments=["conv1=conv2d"], seeds=[0], epochs=1)
-    assert [c.run_id for c in configs] == ["digits_level0_real_seed0",
-                                           "digits_conv1-conv2d_conv2-conv2d_head-linear_real_seed0"]
+    # an assignment equal to a level is that level: the same model is planned once
+    assert [c.run_id.rsplit("_", 1)[0] for c in configs] == ["digits_level0_real_seed0"]
+    configs = plan(["digits"], levels=[0], assignments=["conv1=flipped_quanv3x3"], seeds=[0], epochs=1)
+    assert [c.rung_label for c in configs] == ["level 0", "conv1=flipped_quanv3x3,conv2=conv2d,head=linear"]
 
 
 def test_resume_with_nothing_to_resume_starts_fresh(tmp_path, digits_data):

@@ -1,0 +1,154 @@
+"""Equal-budget tuning of every rung on the validation split.
+
+A fair ladder gives every rung the same chance to find its settings. :func:`tune_rung` trains one
+trial per point of a fixed grid (the learning rate by default, and any other named setting), each
+for the same number of epochs and from the same seed, scores each trial by its best validation
+accuracy (lower validation loss breaks ties), and returns the ``tuning`` block that the final runs
+carry in their records:
+
+.. code-block:: text
+
+    {"split": "validation", "metric": "best validation accuracy within the trial",
+     "chosen": {"lr": 0.003},
+     "candidates": [{"settings": {"lr": 1e-05}, "val_acc": 0.41, "val_loss": 1.9, "best_epoch": 10,
+                     "epochs": 10, "status": "complete", "run_id": "..."}, ...],
+     "budget": {"trials": 9, "epochs": 10, "seed": 0, "grid": {"lr": [1e-05, ...]}}}
+
+The test split is never looked at. Trials are ordinary runs written under ``out/tuning/``, so an
+interrupted tuning resumes where it stopped and finished trials are reused. A trial whose loss
+diverges is kept as ``"status": "diverged"`` and scores below every trial that did not.
+
+Example:
+    >>> from qcreep.tuning import TuningSpec
+    >>> spec = TuningSpec.default(epochs=5)
+    >>> spec.n_trials, spec.grid["lr"][0], spec.grid["lr"][-1]
+    (9, 1e-05, 0.1)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qcreep.checks import check_choice, check_int, check_number
+from qcreep.config import TrainConfig
+from qcreep.errors import ConfigError
+from qcreep.layers.reupload import BIAS_INITS, OUTPUT_SCALES
+from qcreep.records import read_record, record_path, write_record
+
+# A half-decade log grid from 1e-5 to 1e-1: wide enough that every rung finds its learning rate.
+DEFAULT_LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+TUNABLE = {
+    "lr": DEFAULT_LR_GRID,
+    "output_scale": OUTPUT_SCALES,
+    "bias_init": BIAS_INITS,
+    "batch_size": (50, 100, 200, 500),
+    "n_reps": (1, 3, 10),
+}
+METRIC = "best validation accuracy within the trial (lower validation loss breaks ties)"
+TUNING_DIR = "tuning"
+
+
+@dataclass
+class TuningSpec:
+    """What is searched, and the budget that every rung gets.
+
+    ``grid`` maps a :class:`~qcreep.config.TrainConfig` field to its candidate values; the trials
+    are their Cartesian product. ``epochs`` and ``seed`` are the same for every trial and rung.
+    """
+
+    grid: dict[str, tuple] = field(default_factory=lambda: {"lr": DEFAULT_LR_GRID})
+    epochs: int = 10
+    seed: int = 0
+
+    @classmethod
+    def default(cls, settings=("lr",), epochs: int = 10, seed: int = 0, lr_grid=None) -> TuningSpec:
+        """The default grid of each named setting (``lr_grid`` replaces the learning rates)."""
+        grid = {}
+        for name in settings:
+            check_choice(name, "a tuned setting", tuple(TUNABLE), error=ConfigError)
+            grid[name] = tuple(lr_grid) if (name == "lr" and lr_grid) else TUNABLE[name]
+        return cls(grid, epochs, seed).validate()
+
+    def validate(self) -> TuningSpec:
+        if not self.grid:
+            raise ConfigError("tuning needs at least one setting to search, e.g. lr")
+        for name, values in self.grid.items():
+            check_choice(name, "a tuned setting", tuple(TUNABLE), error=ConfigError)
+            if not values:
+                raise ConfigError(f"the tuning grid of {name} is empty")
+            if name == "lr":
+                self.grid[name] = tuple(check_number(v, "a learning rate in the tuning grid", error=ConfigError)
+                                        for v in values)
+        self.epochs = check_int(self.epochs, "tuning epochs", 1, error=ConfigError)
+        self.seed = check_int(self.seed, "tuning seed", 0, error=ConfigError)
+        return self
+
+    @property
+    def n_trials(self) -> int:
+        return math.prod(len(v) for v in self.grid.values())
+
+    def points(self) -> list[dict]:
+        names = list(self.grid)
+        return [dict(zip(names, combo)) for combo in itertools.product(*(self.grid[n] for n in names))]
+
+    def budget(self) -> dict:
+        return {"trials": self.n_trials, "epochs": self.epochs, "seed": self.seed,
+                "grid": {k: list(v) for k, v in self.grid.items()}}
+
+
+def trial_configs(base: TrainConfig, spec: TuningSpec) -> list[TrainConfig]:
+    """One config per grid point: ``base`` with the point's settings, the budget's epochs and seed."""
+    return [base.replace(**point, epochs=spec.epochs, seed=spec.seed, tuning=None) for point in spec.points()]
+
+
+def tuning_dir(out_dir) -> Path:
+    return Path(out_dir) / TUNING_DIR
+
+
+def score_trial(config: TrainConfig, trial_dir) -> dict:
+    """The candidate entry of a finished (or diverged) trial, read from its record in ``trial_dir``."""
+    rec = read_record(record_path(trial_dir, config))
+    accs, losses = rec.get("val_accs") or [], rec.get("val_losses") or []
+    best = rec.get("best_epoch")
+    entry = {"val_acc": accs[best - 1] if best else None, "val_loss": losses[best - 1] if best else None,
+             "best_epoch": best, "epochs": rec.get("epochs_completed", 0), "status": rec.get("status"),
+             "run_id": rec.get("run_id")}
+    return entry
+
+
+def mark_diverged(config: TrainConfig, trial_dir, message: str) -> None:
+    """Record that a trial diverged, so that a resumed tuning does not train it again."""
+    path = record_path(trial_dir, config)
+    rec = read_record(path) if path.exists() else {"run_id": config.run_id, "config": config.to_dict(),
+                                                   "epochs_completed": 0}
+    rec.update(status="diverged", error=message)
+    write_record(path, rec)
+
+
+def is_diverged(config: TrainConfig, trial_dir) -> bool:
+    path = record_path(trial_dir, config)
+    return path.exists() and read_record(path).get("status") == "diverged"
+
+
+def choose(spec: TuningSpec, trials: list[TrainConfig], trial_dir) -> dict:
+    """The tuning block of one rung from its finished trials (records in ``trial_dir``)."""
+    candidates = []
+    for config, point in zip(trials, spec.points()):
+        entry = score_trial(config, trial_dir)
+        entry["settings"] = dict(point)
+        candidates.append(entry)
+    usable = [c for c in candidates if c["status"] == "complete" and c["val_acc"] is not None]
+    if not usable:
+        raise ConfigError(f"every tuning trial of {trials[0].rung_label} on {trials[0].dataset} diverged or "
+                          "failed; widen the grid towards smaller learning rates")
+    best = min(usable, key=lambda c: (-c["val_acc"], c["val_loss"], candidates.index(c)))
+    return {"split": "validation", "metric": METRIC, "chosen": dict(best["settings"]),
+            "candidates": candidates, "budget": spec.budget()}
+
+
+def final_config(base: TrainConfig, block: dict, seed: int, epochs: int) -> TrainConfig:
+    """A final run of the rung with the chosen settings and the tuning block in its record."""
+    return base.replace(**block["chosen"], seed=seed, epochs=epochs, tuning=block)
