@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import ast
 import csv
+import errno
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from qcreep.errors import QcreepError
 from qcreep import published
+from qcreep.errors import OutputError, QcreepError
 from qcreep.published import (
     END_TO_END_QUANTUM,
     PUBLISHED_EPOCHS,
@@ -20,7 +24,10 @@ from qcreep.published import (
     published_at,
     published_at_or_before,
 )
-from qcreep.report import load_records, markdown_table, summarize, write_report
+from qcreep.report import incomplete_runs, load_records, markdown_table, summarize, write_report
+from qcreep.report.compare import rung_comparisons
+from qcreep.report.plots import curves_figure, final_figure, rung_colors
+from qcreep.stats import paired_comparison
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -32,7 +39,7 @@ ASSIGN = {
 
 def make_record(dataset="mnist", level=0, angles="real", seed=0, test_accs=None,
                 train_accs=None, status="complete", label=None, epoch_times=None,
-                n_params=None, config=None, unitarity=None):
+                n_params=None, config=None, unitarity=None, **extra):
     test_accs = list(test_accs if test_accs is not None else [0.9, 0.91, 0.92])
     n = len(test_accs)
     train_accs = list(train_accs if train_accs is not None else [a + 0.01 for a in test_accs])
@@ -56,6 +63,7 @@ def make_record(dataset="mnist", level=0, angles="real", seed=0, test_accs=None,
     }
     if unitarity is not None:
         rec["unitarity"] = unitarity
+    rec.update(extra)
     return rec
 
 
@@ -376,18 +384,36 @@ def test_write_report_only_incomplete(tmp_path):
     assert "final_mnist" not in paths
 
 
+def _top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (not inside functions) by the file at ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+    return imported
+
+
 def test_report_modules_do_not_import_training_code():
     pkg = Path(__file__).resolve().parents[1] / "qcreep"
-    for name in ("report.py", "published.py"):
-        tree = ast.parse((pkg / name).read_text(encoding="utf-8"))
-        imported = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                imported.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                imported.add(node.module or "")
-        for mod in imported:
-            assert not mod.startswith(("torch", "qcreep.train", "qcreep.models")), (name, mod)
+    files = sorted((pkg / "report").glob("*.py")) + [pkg / "published.py", pkg / "stats.py"]
+    assert len(files) >= 9
+    for path in files:
+        for mod in _top_level_imports(path):
+            assert not mod.startswith(("torch", "qcreep.train", "qcreep.models", "qcreep.data",
+                                       "qcreep.layers")), (path.name, mod)
+    # only rungs.py reaches for the model definitions, lazily, to recognise assignments
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        lazy = [f"{kw} qcreep.{mod}" for kw in ("from", "import") for mod in ("models", "data", "layers")]
+        if path.name != "rungs.py":
+            assert not any(s in text for s in lazy), path.name
+    code = ("import sys, qcreep.report, qcreep.stats; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('qcreep.train')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_duplicate_seed_counted_once(tmp_path):
@@ -400,3 +426,460 @@ def test_duplicate_seed_counted_once(tmp_path):
     assert len(row["duplicates_dropped"]) == 1 and row["duplicates_dropped"][0].endswith("s0.json")
     report = Path(write_report(tmp_path)["report"]).read_text(encoding="utf-8")
     assert "Duplicate seeds" in report and "a/s0.json" in report
+
+
+# --------------------------------------------------------------------------------------------
+# the fair ladder: validation, tuning, twins, assignments, statistics
+
+Q, C = "flipped_quanv3x3", "conv2d"
+L2_ASSIGN = {"conv1": Q, "conv2": Q, "head": "data_reuploading"}
+L2_ASSIGN_LABEL = f"conv1={Q},conv2={Q},head=data_reuploading"
+CONV1_ONLY = f"conv1={Q},conv2={C},head=linear"           # 1 quantum slot, the first
+HEAD_ONLY = f"conv1={C},conv2={C},head=data_reuploading"   # 1 quantum slot, the last
+CONV1_HEAD = f"conv1={Q},conv2={C},head=data_reuploading"  # 2 quantum slots
+TWIN_ASSIGN = {"conv1": "conv2d", "conv2": "conv2d", "head": "linear"}
+GRID = {"lr": [0.001, 0.005, 0.01]}
+BUDGET = {"trials": 3, "epochs": 10, "metric": "val_acc", "grid": GRID}
+
+
+def tuning(lr=0.005, budget=None):
+    return {"split": "validation", "chosen": {"lr": lr},
+            "candidates": [{"settings": {"lr": v}, "val_acc": 0.95 if v == lr else 0.93,
+                            "val_loss": 0.2, "epochs": 10} for v in GRID["lr"]],
+            "budget": dict(budget or BUDGET)}
+
+
+def ladder_record(final, seed, **kw):
+    """A 5-epoch record ending at test accuracy ``final`` whose validation accuracy peaks at epoch 4."""
+    test = [final - 0.04, final - 0.03, final - 0.02, final - 0.01, final]
+    val = [final - 0.05, final - 0.03, final - 0.01, final + 0.01, final]
+    kw.setdefault("config", {})
+    kw["config"] = {"lr": 0.005, "max_train": 1000, "val_fraction": 0.1, **kw["config"]}
+    kw.setdefault("tuning", tuning())
+    return make_record(seed=seed, test_accs=test, val_accs=val, val_losses=[0.5] * 5, record_version=2,
+                       split={"fit": 900, "validation": 100, "test": 10000, "val_fraction": 0.1}, **kw)
+
+
+# final test accuracy (fraction) per seed: level 2 beats level 0 on every one of 6 seeds
+def L0_FINAL(s):
+    return 0.90 + 0.001 * s
+
+
+def L2_FINAL(s):
+    return 0.95 + 0.002 * s
+
+
+def build_ladder(root: Path) -> Path:
+    """Records of a fair ladder on mnist (5 epochs, first 1000 training examples, 6 seeds)."""
+    for s in range(6):
+        write(root / f"l0_s{s}.json", ladder_record(L0_FINAL(s), s, level=0))
+        write(root / f"l1_s{s}.json", ladder_record(0.905 + 0.001 * s, s, level=1))
+        if s <= 3:
+            write(root / f"l2_s{s}.json", ladder_record(L2_FINAL(s), s, level=2, readout={
+                "output_scale": "learned", "bias_init": "zero"}, solver="eigh"))
+        if s >= 3:  # the same model started as an explicit assignment: seed 3 twice
+            write(root / f"l2_assign_s{s}.json", ladder_record(
+                L2_FINAL(s), s, level=None, label=L2_ASSIGN_LABEL, assignment=dict(L2_ASSIGN),
+                readout={"output_scale": "learned", "bias_init": "zero"}, solver="eigh"))
+        if s <= 4:  # the twin: an all-classical assignment, but a twin, not level 0
+            write(root / f"twin_s{s}.json", ladder_record(
+                0.951 + 0.002 * s - 0.001 * (s % 2), s, level=None, label="level 2 twin",
+                twin_of="level 2", assignment=dict(TWIN_ASSIGN), n_params=172_000,
+                tuning=tuning(0.01)))
+        for label, final in ((HEAD_ONLY, 0.11), (CONV1_HEAD, 0.93), (CONV1_ONLY, 0.91)):
+            assignment = dict(part.split("=") for part in label.split(","))
+            write(root / f"{label.replace(',', '_').replace('=', '-')}_s{s}.json", ladder_record(
+                final + 0.001 * s, s, level=None, label=label, assignment=assignment, tuning=None,
+                config={"lr": 0.0005}))
+    return root
+
+
+@pytest.fixture
+def ladder(tmp_path):
+    return build_ladder(tmp_path / "ladder")
+
+
+def test_fair_ladder_order_never_alphabetical(ladder):
+    rows = summarize(load_records(ladder))
+    assert [r["label"] for r in rows] == ["level 0", "level 1", "level 2", "level 2 twin",
+                                          CONV1_ONLY, HEAD_ONLY, CONV1_HEAD]
+    md = markdown_table(rows)
+    positions = [md.index(f"| mnist | {label} | real |") for label in
+                 ("level 0", "level 1", "level 2", "level 2 twin", CONV1_ONLY, HEAD_ONLY, CONV1_HEAD)]
+    assert positions == sorted(positions)
+
+
+def test_assignment_equal_to_level_is_that_level_and_counted_once(ladder):
+    rows = summarize(load_records(ladder))
+    (l2,) = [r for r in rows if r["label"] == "level 2"]
+    assert l2["level"] == 2 and l2["seeds"] == [0, 1, 2, 3, 4, 5] and l2["n_seeds"] == 6
+    assert l2["aliases"] == [L2_ASSIGN_LABEL]
+    assert len(l2["aliases_dropped"]) == 1 and l2["duplicates_dropped"] == []
+    # the published comparison applies: mnist level 2 at epoch 5 is 96.07 ± 0.39
+    assert l2["published_epoch"] == 5 and l2["published_mean"] == 96.07
+    finals = [100 * L2_FINAL(s) for s in range(6)]
+    assert l2["final_test_mean"] == pytest.approx(pop_mean_sd(finals)[0])
+    assert l2["final_test_sd"] == pytest.approx(pop_mean_sd(finals)[1])
+    assert not any(r["label"] == L2_ASSIGN_LABEL for r in rows)
+    # the twin is all-classical but stays a twin: not merged into level 0, no published number
+    twin = next(r for r in rows if r["label"] == "level 2 twin")
+    assert twin["twin_of"] == "level 2" and twin["level"] is None and twin["published_mean"] is None
+    l0 = next(r for r in rows if r["label"] == "level 0")
+    assert l0["n_seeds"] == 6 and l0["aliases"] == []
+
+
+def test_report_notes_same_model_under_two_labels(ladder, tmp_path):
+    report = Path(write_report(ladder, tmp_path / "out")["report"]).read_text(encoding="utf-8")
+    line = next(x for x in report.splitlines() if x.startswith("Same model under two labels"))
+    assert "mnist level 2" in line and L2_ASSIGN_LABEL in line and "counted once" in line
+    assert "l2_s3.json" in line or "l2_assign_s3.json" in line
+
+
+def test_validation_tuning_readout_fields(ladder):
+    by = {r["label"]: r for r in summarize(load_records(ladder))}
+    l0 = by["level 0"]
+    # the validation accuracy peaks at epoch 4, where the test accuracy is final - 0.01
+    assert l0["best_val_epochs"] == [4] * 6
+    at_best = [100 * (L0_FINAL(s) - 0.01) for s in range(6)]
+    assert l0["test_at_best_val_mean"] == pytest.approx(pop_mean_sd(at_best)[0])
+    assert l0["test_at_best_val_sd"] == pytest.approx(pop_mean_sd(at_best)[1])
+    assert l0["final_val_mean"] == pytest.approx(pop_mean_sd([100 * L0_FINAL(s) for s in range(6)])[0])
+    assert len(l0["val_curve_mean"]) == 5
+    assert l0["lr"] == 0.005 and l0["lr_text"] == "0.005 (tuned)"
+    assert l0["tuning"]["budget"] == BUDGET and l0["tuning"]["chosen"] == {"lr": 0.005}
+    cand = {c["settings"]["lr"]: c for c in l0["tuning"]["candidates"]}
+    assert cand[0.005]["val_acc_mean"] == pytest.approx(95.0) and cand[0.001]["n"] == 6
+    assert any("tuned on a validation split" in d for d in l0["protocol_differences"])
+    assert "10% of the training data held out for validation (published: none)" in l0["protocol_differences"]
+    assert by["level 2 twin"]["lr_text"] == "0.01 (tuned)"
+    assert by[HEAD_ONLY]["lr_text"] == "0.0005" and by[HEAD_ONLY]["tuning"] is None
+    assert by["level 2"]["readout"] == {"output_scale": "learned", "bias_init": "zero"}
+    assert by["level 2"]["solver"] == "eigh" and by["level 0"]["solver"] is None
+
+
+def test_record_best_epoch_fields_are_used_when_present(tmp_path):
+    write(tmp_path / "a.json", make_record(seed=0, test_accs=[0.5, 0.6, 0.7], best_epoch=2,
+                                           test_acc_at_best=0.6))
+    write(tmp_path / "b.json", make_record(seed=1, test_accs=[0.5, 0.8, 0.7], val_accs=[0.9, 0.5, 0.4]))
+    (row,) = summarize(load_records(tmp_path))
+    assert row["best_val_epochs"] == [2, 1]
+    assert row["test_at_best_val_mean"] == pytest.approx((60.0 + 50.0) / 2)
+    # without validation data in every seed there is no validation curve
+    assert row["val_curve_mean"] is None and row["final_val_mean"] is None
+
+
+def test_old_records_without_new_fields(results):
+    for r in summarize(load_records(results)):
+        assert r["test_at_best_val_mean"] is None and r["tuning"] is None and r["twin_of"] is None
+        assert r["val_curve_mean"] is None and r["readout"] is None and r["aliases"] == []
+
+
+@pytest.mark.parametrize("field,value,fragment", [
+    ("val_accs", [0.5, 93.0], "val_accs[1] = 93.0 is outside [0, 1]"),
+    ("val_losses", ["x"], "val_losses must be a list of numbers"),
+    ("best_epoch", 0, "best_epoch must be a 1-based epoch number"),
+    ("best_epoch", 9, "best_epoch 9 is after the last recorded epoch (3)"),
+    ("test_acc_at_best", 91.0, "test_acc_at_best = 91.0 is outside [0, 1]"),
+    ("tuning", "lr=0.005", "tuning must be a JSON object or null"),
+    ("tuning", {"chosen": 0.005}, "tuning.chosen must be an object"),
+    ("tuning", {"candidates": [{"settings": {"lr": 1e-3}, "val_acc": 93}]}, "val_acc = 93 is outside"),
+    ("twin_of", "", "twin_of must be the label of a quantum rung"),
+    ("readout", "learned", "readout must be a JSON object or null"),
+    ("solver", 3, "solver must be a string such as 'eigh' or 'expm'"),
+])
+def test_new_fields_checked(tmp_path, field, value, fragment):
+    write(tmp_path / "bad.json", make_record(**{field: value}))
+    with pytest.raises(QcreepError) as info:
+        load_records(tmp_path)
+    msg = str(info.value)
+    assert fragment in msg and "bad.json" in msg and "\n" not in msg
+
+
+def test_null_optional_fields_load(tmp_path):
+    write(tmp_path / "r.json", make_record(val_accs=None, best_epoch=None, test_acc_at_best=None, tuning=None,
+                                           twin_of=None, readout=None, solver=None))
+    (row,) = summarize(load_records(tmp_path))
+    assert row["n_seeds"] == 1
+
+
+def test_statistics_against_level0_and_twin(ladder):
+    rows = summarize(load_records(ladder))
+    comps = rung_comparisons(rows)
+    by = {(c["kind"], c["a"], c["b"]): c for c in comps}
+    c = by[("vs level 0", "level 2", "level 0")]
+    assert c["seeds"] == [0, 1, 2, 3, 4, 5]
+    diffs = [100 * (L2_FINAL(s) - L0_FINAL(s)) for s in range(6)]   # 5.0, 5.1, ..., 5.5 pp
+    assert c["mean_diff"] == pytest.approx(sum(diffs) / 6) == pytest.approx(5.25)
+    assert c["wilcoxon_p"] == pytest.approx(2 / 64)                    # all 6 positive, exact
+    assert c["cliffs_delta"] == pytest.approx(1.0)                     # fully separated
+    assert c["resolved"] and c["verdict"] == "level 2 better"
+    expected = paired_comparison([100 * L2_FINAL(s) for s in range(6)], [100 * L0_FINAL(s) for s in range(6)])
+    assert c["ci_low"] == pytest.approx(expected["ci_low"]) and c["ci_high"] == pytest.approx(expected["ci_high"])
+    # the twin has 5 seeds: paired with level 2 on seeds 0..4, which can never resolve
+    t = by[("quantum vs twin", "level 2", "level 2 twin")]
+    assert t["seeds"] == [0, 1, 2, 3, 4] and t["n"] == 5
+    assert not t["resolved"] and t["verdict"] == "not resolved by 5 seeds"
+    # every rung but level 0 is compared with level 0; twins with their rung
+    assert {k[1] for k in by if k[0] == "vs level 0"} == {
+        "level 1", "level 2", "level 2 twin", CONV1_ONLY, HEAD_ONLY, CONV1_HEAD}
+    assert [k for k in by if k[0] == "quantum vs twin"] == [("quantum vs twin", "level 2", "level 2 twin")]
+    head = by[("vs level 0", HEAD_ONLY, "level 0")]
+    assert head["verdict"] == "level 0 better" and head["cliffs_delta"] == pytest.approx(-1.0)
+
+
+def test_report_statistics_section(ladder, tmp_path):
+    report = Path(write_report(ladder, tmp_path / "out")["report"]).read_text(encoding="utf-8")
+    section = report.split("## Statistics: paired comparisons over seeds")[1].split("\n## ")[0]
+    assert "Wilcoxon signed-rank" in section and "Demšar" in section and "Cliff's delta" in section
+    assert "Student's t" in section and "at least 6 seeds" in section
+    line = next(x for x in section.splitlines() if x.startswith("| mnist | level 2 | level 0 |"))
+    assert "| 6 | +5.25 [" in line and "| 0.0312 |" in line and "| +1.00 |" in line
+    assert line.endswith("| level 2 better |")
+    twin = next(x for x in section.splitlines() if x.startswith("| mnist | level 2 | level 2 twin |"))
+    assert twin.endswith("| not resolved by 5 seeds |")
+    assert "## Learning-rate tuning" in report
+    tune = report.split("## Learning-rate tuning")[1].split("\n## ")[0]
+    assert "| mnist | level 0 | real | lr 0.005 | 3 trials, 10 epochs each, chosen by val_acc, " \
+           "grid lr 0.001, 0.005, 0.01 |" in tune
+    assert "lr 0.001: 93.00 ± 0.00" in tune
+    details = report.split("## Rung details")[1].split("\n## ")[0]
+    assert "| mnist | level 2 twin | real | level 2 |" in details
+    assert "output_scale learned, bias_init zero | eigh |" in details
+
+
+def test_markdown_table_newcomer_notes(ladder):
+    md = markdown_table(summarize(load_records(ladder)))
+    assert md.startswith("| dataset | rung |")
+    header = md.splitlines()[0]
+    assert "| lr |" in header and "test acc % @ best val" in header
+    row = next(x for x in md.splitlines() if x.startswith("| mnist | level 0 | real |"))
+    assert row.count("|") == header.count("|")
+    assert "| 6 | 5 | 130000 | 0.005 (tuned) |" in row
+    l2 = next(x for x in md.splitlines() if x.startswith("| mnist | level 2 | real |"))
+    assert "†" in l2
+    # chance: the head-only rung ends near 11 %
+    chance = next(x for x in md.splitlines() if "is chance" in x)
+    assert "10% is chance for 10 classes" in chance and HEAD_ONLY in chance and "level 0" not in chance
+    # the protocol difference is stated in the terminal table itself, with the subsets
+    proto = next(x for x in md.splitlines() if "Protocol differs from the published runs" in x)
+    assert "5 epochs (published: 50)" in proto and "max_train 1000 (published: full training set)" in proto
+    assert "not a failed reproduction" in proto
+    tune = next(x for x in md.splitlines() if x.startswith("- lr:"))
+    assert "validation split" in tune and "3 trials, 10 epochs each" in tune
+
+
+def test_markdown_table_no_chance_note_when_far(results):
+    md = markdown_table(summarize(load_records(results)))
+    assert "is chance" not in md
+
+
+def test_chance_uses_record_class_count(tmp_path):
+    write(tmp_path / "r.json", make_record(dataset="cifar100", test_accs=[0.02], num_classes=100))
+    (row,) = summarize(load_records(tmp_path))
+    assert row["chance_pct"] == pytest.approx(1.0) and row["near_chance"]
+    assert "1% is chance for 100 classes" in markdown_table([row])
+
+
+def test_different_tuning_budgets_flagged(tmp_path):
+    write(tmp_path / "a.json", ladder_record(0.9, 0, level=0))
+    write(tmp_path / "b.json", ladder_record(0.9, 0, level=1, tuning=tuning(budget={**BUDGET, "trials": 9})))
+    md = markdown_table(summarize(load_records(tmp_path)))
+    assert "The tuning budgets differ between rungs" in md
+
+
+def _legend_texts(fig):
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
+def test_curves_plot_short_run(ladder):
+    rows = [r for r in summarize(load_records(ladder)) if r["dataset"] == "mnist"]
+    fig = curves_figure("mnist", rows, [], rung_colors(rows, []))
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    # integer epoch ticks, x range of the runs only (5 epochs, not stretched to 50)
+    lo, hi = ax.get_xlim()
+    assert hi <= 5.5
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    # published markers only at epochs within the runs' range (1 and 5)
+    xs = set()
+    for container in ax.containers:
+        xs.update(float(x) for x in container.lines[0].get_xdata())
+    assert xs == {1.0, 5.0}
+    texts = _legend_texts(fig)
+    assert "level 0, real angles (n=6 seeds)" in texts and "level 2 twin, real angles (n=5 seeds)" in texts
+    assert "validation accuracy (dashed)" in texts and "chance (10% for 10 classes)" in texts
+    # the legend sits below the axes, so it hides no line
+    assert ax.get_legend() is None and len(fig.legends) == 1
+    assert fig.legends[0].get_window_extent().y1 <= ax.get_window_extent().y0 + 1
+    # validation curves are dashed, one per rung
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--" and len(ln.get_xdata())]
+    assert len(dashed) == len(rows) == 7
+    assert "subsets: first 1000 train examples" in ax.get_title()
+
+
+def test_final_plot_seed_counts_and_best_val(ladder):
+    rows = summarize(load_records(ladder))
+    fig = final_figure("mnist", rows, rung_colors(rows, []))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) == 7 and "n=6 seeds" in labels[0] and "n=5 seeds" in labels[3]
+    assert "ours: test acc at the best-validation epoch" in _legend_texts(fig)
+    assert "(subsets: first 1000 train examples)" in ax.get_title()
+
+
+def test_curves_plot_published_markers_long_run(tmp_path):
+    write(tmp_path / "r.json", make_record(test_accs=[0.9] * 12))
+    rows = summarize(load_records(tmp_path))
+    ax = curves_figure("mnist", rows, [], rung_colors(rows, [])).axes[0]
+    xs = {float(x) for c in ax.containers for x in c.lines[0].get_xdata()}
+    assert xs == {1.0, 5.0, 10.0} and ax.get_xlim()[1] <= 12.5
+    assert "subsets" not in ax.get_title()
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writes
+
+
+def _temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp" in p.name)
+
+
+def test_failed_png_write_keeps_old_file(results, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    paths = write_report(results, out)
+    curves = Path(paths["curves_mnist"])
+    old = curves.read_bytes()
+    from matplotlib.figure import Figure
+
+    def full_disk(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG half a file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    with pytest.raises(OutputError) as info:
+        write_report(results, out)
+    msg = str(info.value)
+    assert "\n" not in msg and "the disk is full" in msg and "curves_mnist.png" in msg
+    assert curves.read_bytes() == old
+    assert _temp_files(out) == []
+
+
+def test_failed_csv_write_keeps_old_file(results, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    write_report(results, out)
+    old_csv = (out / "summary.csv").read_bytes()
+    old_report = (out / "report.md").read_bytes()
+    replace = os.replace
+
+    def refuse_csv(src, dst, *args, **kwargs):
+        if str(dst).endswith("summary.csv"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", refuse_csv)
+    write(results / "mnist" / "l0_real_s7.json", make_record(seed=7, test_accs=[0.5] * 5))
+    with pytest.raises(OutputError) as info:
+        write_report(results, out)
+    msg = str(info.value)
+    assert "\n" not in msg and "summary.csv" in msg and "read-only" in msg
+    assert (out / "summary.csv").read_bytes() == old_csv
+    assert (out / "report.md").read_bytes() == old_report       # not reached
+    assert _temp_files(out) == []
+
+
+def test_output_dir_is_a_file(results, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(OutputError, match="not a folder"):
+        write_report(results, blocker)
+
+
+def test_csv_new_columns(ladder, tmp_path):
+    paths = write_report(ladder, tmp_path / "out")
+    with open(paths["csv"], newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["label"] for r in rows][:4] == ["level 0", "level 1", "level 2", "level 2 twin"]
+    l2 = rows[2]
+    assert l2["aliases"] == L2_ASSIGN_LABEL and l2["lr"] == "0.005 (tuned)" and l2["tuned"] == "True"
+    assert json.loads(l2["tuning_budget"]) == BUDGET
+    assert float(l2["test_at_best_val_mean"]) == pytest.approx(
+        pop_mean_sd([100 * (L2_FINAL(s) - 0.01) for s in range(6)])[0], abs=1e-3)
+    assert l2["best_val_epochs"] == "4 4 4 4 4 4" and l2["solver"] == "eigh"
+    assert rows[3]["twin_of"] == "level 2" and rows[3]["published_mean"] == ""
+    assert rows[0]["chance_pct"] == "10"
+
+
+def test_incomplete_runs_in_rung_order(tmp_path):
+    write(tmp_path / "a.json", make_record(level=2, status="running", test_accs=[0.5]))
+    write(tmp_path / "b.json", make_record(level=None, label="level 2 twin", twin_of="level 2", status="running",
+                                           test_accs=[0.5], assignment=dict(TWIN_ASSIGN)))
+    write(tmp_path / "c.json", make_record(level=0, status="running", test_accs=[0.5]))
+    write(tmp_path / "d.json", make_record(level=None, label=CONV1_ONLY, status="running", test_accs=[0.5],
+                                           assignment=dict(part.split("=") for part in CONV1_ONLY.split(","))))
+    assert [r["label"] for r in incomplete_runs(load_records(tmp_path))] == [
+        "level 0", "level 2", "level 2 twin", CONV1_ONLY]
+
+
+def test_twin_of_assignment_label_names_the_level(tmp_path):
+    write(tmp_path / "q.json", make_record(level=2))
+    write(tmp_path / "t.json", make_record(level=None, label="quantum twin", twin_of=L2_ASSIGN_LABEL,
+                                           assignment=dict(TWIN_ASSIGN)))
+    rows = summarize(load_records(tmp_path))
+    assert [(r["label"], r["twin_of"]) for r in rows] == [("level 2", None), ("quantum twin", "level 2")]
+    comps = rung_comparisons(rows)
+    assert [(c["kind"], c["a"], c["b"]) for c in comps] == [("quantum vs twin", "level 2", "quantum twin")]
+    assert comps[0]["verdict"] == "not resolved by 1 seed"
+
+
+def test_docstring_examples():
+    import doctest
+    import importlib
+
+    attempted = 0
+    for name in ("records", "rungs", "summary", "compare", "markdown", "tables", "plots", "write"):
+        result = doctest.testmod(importlib.import_module(f"qcreep.report.{name}"))
+        assert result.failed == 0, name
+        attempted += result.attempted
+    assert attempted >= 4
+
+
+def test_custom_label_of_a_level_stays_its_own_rung(tmp_path):
+    for s in range(2):
+        write(tmp_path / f"a{s}.json", make_record(level=2, seed=s))
+        write(tmp_path / f"b{s}.json", make_record(level=2, seed=s, label="level 2 published readout",
+                                                   test_accs=[0.5, 0.6, 0.7]))
+        write(tmp_path / f"c{s}.json", make_record(level=0, seed=s, label="level 0 wide", test_accs=[0.8] * 3))
+        write(tmp_path / f"d{s}.json", make_record(level=0, seed=s, test_accs=[0.85] * 3))
+    rows = summarize(load_records(tmp_path))
+    assert [r["label"] for r in rows] == ["level 0", "level 0 wide", "level 2", "level 2 published readout"]
+    assert all(r["n_seeds"] == 2 and r["aliases"] == [] for r in rows)
+    assert rows[3]["published_mean"] is not None        # still level 2: the published number applies
+    # every rung is compared with the row labelled "level 0"
+    assert {(c["a"], c["b"]) for c in rung_comparisons(rows)} == {
+        ("level 0 wide", "level 0"), ("level 2", "level 0"), ("level 2 published readout", "level 0")}
+
+
+def test_legend_below_axes_with_many_rungs(tmp_path):
+    for k in range(9):
+        for s in range(2):
+            write(tmp_path / f"v{k}_s{s}.json", make_record(level=0, seed=s, label=f"level 0 variant {k}",
+                                                            angles="complex" if k % 2 else "real",
+                                                            test_accs=[0.5 + 0.04 * k] * 4))
+    rows = summarize(load_records(tmp_path))
+    assert len(rows) == 9
+    fig = curves_figure("mnist", rows, [], rung_colors(rows, []))
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    texts = _legend_texts(fig)
+    for k in range(9):
+        angles = "complex" if k % 2 else "real"
+        assert f"level 0 variant {k}, {angles} angles (n=2 seeds)" in texts
+    assert ax.get_legend() is None
+    legend_box, axes_box = fig.legends[0].get_window_extent(), ax.get_window_extent()
+    assert legend_box.y1 <= axes_box.y0 + 1                       # entirely below the axes
+    assert legend_box.x0 >= -1 and legend_box.x1 <= fig.bbox.x1 + 1   # and inside the figure
+    # 9 distinct colours, complex angles marked with hollow circles
+    colours = {tuple(ln.get_color()) for ln in ax.get_lines() if ln.get_linestyle() == "-"}
+    assert len(colours) >= 9
+    assert sum(1 for ln in ax.get_lines() if ln.get_marker() == "o") == 4
