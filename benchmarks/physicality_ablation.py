@@ -47,6 +47,7 @@ def main(argv=None) -> int:
             cell = out / f"lr{lr:g}-reps{reps}"
             configs = plan([args.dataset], levels=[2], seeds=range(args.seeds), angles=["real", "complex"],
                            epochs=args.epochs, lr=lr, n_reps=reps, max_train=args.max_train,
+                           output_scale="none", bias_init="normal", val_fraction=0.0,
                            max_test=args.max_test, data_dir=args.data_dir, threads=args.threads)
             run_sweep(configs, cell, resume=True, progress=False)
             for row in summarize(load_records(cell)):

@@ -8,7 +8,7 @@ and head quantum).
 Two implementations were published, with different protocols, and they disagree:
 
 * :data:`PUBLISHED_TORCH` - the PyTorch implementation, whose trainable angles are **complex**, so
-  its "unitaries" are in general not unitary after training (see PAPER.md, "Known hazards").
+  its "unitaries" are in general not unitary after training (see docs/paper.md, "Known hazards").
 * :data:`PUBLISHED_JAX` - the JAX implementation with real (physical) angles.
 
 This module is pure data plus look-up helpers; it imports nothing from the training code.

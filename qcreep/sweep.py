@@ -154,23 +154,11 @@ def preflight_sweep(configs: list[TrainConfig], out_dir, *, resume: bool = False
 
 def check_memory_of(config: TrainConfig, n_models: int = 1) -> None:
     """Refuse settings whose memory estimate exceeds the machine (see :mod:`qcreep.guard`)."""
-    try:
-        from qcreep.guard import check_memory, estimate_memory
-    except ImportError:  # pragma: no cover - the guard ships with qcreep
-        return
+    from qcreep.guard import guard
+
     spec = get_spec(config.dataset)
-    backbone = hybridnet(spec.input_shape, spec.num_classes)
-    head_in = backbone.slot("head").slot.in_features
-    n_qubits = config.n_qubits
-    if n_qubits is None:
-        from qcreep.layers import min_qubits
-        n_qubits = min_qubits(head_in, spec.num_classes)
-    quantum_head = config.assignment.get("head") == "data_reuploading"
-    estimate = estimate_memory(batch_size=max(config.batch_size, config.eval_batch_size), image_shape=spec.input_shape,
-                               n_qubits=n_qubits if quantum_head else None, n_reps=config.n_reps,
-                               in_features=head_in, out_features=spec.num_classes,
-                               dtype_bytes=4 if config.dtype == "float32" else 8, n_models=n_models)
-    check_memory(estimate, device=config.device)
+    guard(config, device=config.device, input_shape=spec.input_shape, out_features=spec.num_classes,
+          n_models=n_models)
 
 
 # ------------------------------------------------------------------------------------------------

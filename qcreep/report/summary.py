@@ -348,6 +348,30 @@ def _summarize_group(dataset: str, name: str, angles: str, recs: list[dict]) -> 
     }
 
 
+def _split_by_config(groups: dict) -> dict:
+    """Runs of one rung under different settings (another ``config_hash``) are separate rows.
+
+    Their names get the settings that differ, e.g. ``level 0 [lr=0.01]``, so that runs of two
+    protocols written to one folder are never averaged together.
+    """
+    out = {}
+    for (dataset, name, angles), recs in groups.items():
+        by_hash: dict = {}
+        for rec in recs:
+            by_hash.setdefault(rec.get("config_hash"), []).append(rec)
+        if len(by_hash) < 2:
+            out[(dataset, name, angles)] = recs
+            continue
+        configs = {h: (rs[0].get("config") or {}) for h, rs in by_hash.items()}
+        keys = sorted({k for c in configs.values() for k in c}
+                      - {"seed", "epochs", "tuning", "threads", "device", "data_dir", "extra", "label"})
+        differing = [k for k in keys if len({repr(c.get(k)) for c in configs.values()}) > 1]
+        for h, rs in by_hash.items():
+            tag = ", ".join(f"{k}={configs[h].get(k)}" for k in differing) or f"config {h}"
+            out[(dataset, f"{name} [{tag}]", angles)] = rs
+    return out
+
+
 def summarize(records: list[dict]) -> list[dict]:
     """One row per (dataset, rung, angles) group of complete runs, statistics in percent.
 
@@ -406,6 +430,7 @@ def summarize(records: list[dict]) -> list[dict]:
     for rec in records:
         if is_complete(rec):
             groups.setdefault((rec["dataset"], rung_name(rec), rec["angles"]), []).append(rec)
+    groups = _split_by_config(groups)
     rows = [_summarize_group(ds, name, angles, recs) for (ds, name, angles), recs in groups.items()]
     rows.sort(key=lambda r: r["_sort"])
     for r in rows:
