@@ -8,13 +8,19 @@ A factory takes the slot (with its sizes) and keyword options. A model passes it
 (for example ``angles``, ``n_reps``, ``n_qubits``) to every factory, and each factory receives
 only the options its signature names, so classical and third-party layers need not know about the
 quantum ones.
+
+A classical layer registered with ``twin_of="<quantum layer>"`` is that quantum layer's *classical
+twin*: the control that has the same shapes, a matched parameter count and the same class of
+nonlinearity (see :mod:`qcreep.layers.twins`). Twins are ordinary registered layers, so they appear
+in :func:`list_layers` and :func:`layer_entries` like any other; :func:`twin_for` finds a quantum
+layer's twin.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
@@ -29,6 +35,8 @@ class LayerEntry:
     factory: Callable[..., nn.Module]
     quantum: bool
     description: str
+    twin_of: str | None = None
+    """For a classical twin: the name of the quantum layer (same slot kind) it is matched to."""
 
     def accepted_options(self) -> set[str] | None:
         """Keyword options the factory takes; ``None`` when it takes ``**kwargs``."""
@@ -46,21 +54,43 @@ def _check_kind(slot_kind: str) -> None:
         raise QcreepError(f"unknown slot kind '{slot_kind}'; valid kinds: {', '.join(sorted(_REGISTRY))}")
 
 
-def register_layer(name: str, slot_kind: str, *, quantum: bool, description: str = ""):
+def _valid_name(name) -> bool:
+    return isinstance(name, str) and name.replace("_", "").replace("-", "").isalnum()
+
+
+def register_layer(name: str, slot_kind: str, *, quantum: bool, description: str = "", twin_of: str | None = None):
     """Decorator: register ``factory(slot, **options) -> nn.Module`` as ``name`` for ``slot_kind``.
+
+    ``twin_of`` marks a classical layer as the *classical twin* of the quantum layer of that name
+    (same slot kind): a control with the same shapes, a matched parameter count and the same class
+    of nonlinearity. :func:`twin_for` finds it. A quantum layer has at most one twin per slot kind;
+    the quantum layer itself may be registered before or after its twin.
 
     Registering a name twice for the same slot kind is an error.
     """
     _check_kind(slot_kind)
-    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+    if not _valid_name(name):
         raise QcreepError(f"layer names are letters, digits, '_' and '-'; got {name!r}")
+    if twin_of is not None:
+        if not _valid_name(twin_of):
+            raise QcreepError(f"twin_of names a quantum layer (letters, digits, '_' and '-'); got {twin_of!r}")
+        if quantum:
+            raise QcreepError(f"layer '{name}' cannot be quantum and a twin: twin_of marks the classical "
+                              f"twin of quantum layer '{twin_of}'; register it with quantum=False")
+        if twin_of == name:
+            raise QcreepError(f"layer '{name}' cannot be its own twin")
 
     def decorator(factory):
         if name in _REGISTRY[slot_kind]:
             raise QcreepError(f"layer '{name}' is already registered for slot kind '{slot_kind}'; "
                               "choose another name or unregister_layer it first")
+        if twin_of is not None:
+            taken = _twins_of(twin_of, slot_kind)
+            if taken:
+                raise QcreepError(f"quantum layer '{twin_of}' already has a classical twin for slot kind "
+                                  f"'{slot_kind}' ('{taken[0]}'); unregister_layer it first")
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
-        _REGISTRY[slot_kind][name] = LayerEntry(name, slot_kind, factory, bool(quantum), doc)
+        _REGISTRY[slot_kind][name] = LayerEntry(name, slot_kind, factory, bool(quantum), doc, twin_of)
         return factory
 
     return decorator
@@ -79,6 +109,32 @@ def get_layer_entry(name: str, slot_kind: str) -> LayerEntry:
     except KeyError:
         valid = ", ".join(sorted(_REGISTRY[slot_kind])) or "(none)"
         raise QcreepError(f"unknown layer '{name}' for slot kind '{slot_kind}'; valid: {valid}") from None
+
+
+def _twins_of(quantum_name: str, slot_kind: str) -> list[str]:
+    return sorted(e.name for e in _REGISTRY[slot_kind].values() if e.twin_of == quantum_name)
+
+
+def twin_for(name: str, slot_kind: str) -> str:
+    """The registered classical twin of the quantum layer ``name`` for ``slot_kind``.
+
+    Raises a :class:`QcreepError` for an unknown name, a classical layer, or a quantum layer that
+    has no registered twin; the message lists the quantum layers that have one.
+    """
+    entry = get_layer_entry(name, slot_kind)
+    with_twins = sorted(e.twin_of for e in _REGISTRY[slot_kind].values()
+                        if e.twin_of is not None and e.twin_of in _REGISTRY[slot_kind]
+                        and _REGISTRY[slot_kind][e.twin_of].quantum)
+    valid = ", ".join(with_twins) or "(none)"
+    if not entry.quantum:
+        what = f"the classical twin of '{entry.twin_of}'" if entry.twin_of else "a classical layer"
+        raise QcreepError(f"layer '{name}' for slot kind '{slot_kind}' is {what}; only quantum layers have "
+                          f"twins; quantum layers with a twin: {valid}")
+    twins = _twins_of(name, slot_kind)
+    if not twins:
+        raise QcreepError(f"quantum layer '{name}' has no registered classical twin for slot kind "
+                          f"'{slot_kind}'; quantum layers with a twin: {valid}")
+    return twins[0]
 
 
 def list_layers(slot_kind: str | None = None) -> list[str]:
