@@ -362,8 +362,8 @@ def cmd_list(args) -> int:
         "slots": [{"slot": s.name, "kind": s.slot.kind, "contract": s.slot.describe(), "classical": s.classical,
                    "quantum": s.quantum} for s in backbone.slots],
         "levels": {str(k): list(v) for k, v in backbone.levels.items()},
-        "layers": [{"name": e.name, "slot_kind": e.slot_kind, "quantum": e.quantum, "description": e.description}
-                   for e in layer_entries()],
+        "layers": [{"name": e.name, "slot_kind": e.slot_kind, "quantum": e.quantum, "twin_of": e.twin_of,
+                    "description": e.description} for e in layer_entries()],
     }
     if args.json:
         print(json.dumps(info, indent=1))
@@ -379,7 +379,7 @@ def cmd_list(args) -> int:
           "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in info["levels"].items()))
     print("registered layers:")
     for e in info["layers"]:
-        kind = "quantum" if e["quantum"] else "classical"
+        kind = "quantum" if e["quantum"] else ("twin" if e["twin_of"] else "classical")
         print(f"  {e['slot_kind']:<8} {e['name']:<18} {kind:<9} {e['description']}")
     return 0
 

@@ -49,6 +49,7 @@ from qcreep.train import (
     make_optimizer,
     preflight,
     prepare_data,
+    run_tag,
     want_progress,
 )
 
@@ -83,7 +84,7 @@ def fit_stacked(configs: list[TrainConfig], out_dir, *, resume: bool = False, pr
     pending = []
     for config, rec in zip(configs, existing):
         if is_complete(rec, config):
-            log(f"[{config.dataset} {config.rung_label} {config.angles} seed {config.seed}] already complete, skipped")
+            log(f"{run_tag(config)} already complete, skipped")
             records[config.seed] = rec
         else:
             pending.append((config, rec))

@@ -138,6 +138,15 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
+def run_tag(config: TrainConfig) -> str:
+    """How log lines name a run: ``[digits level 2 real seed 0]``, or the trial's settings when tuning."""
+    trial = (config.extra or {}).get("trial")
+    if trial:
+        settings = " ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.items())
+        return f"[tuning {config.dataset} {config.rung_label} {config.angles}: {settings}]"
+    return f"[{config.dataset} {config.rung_label} {config.angles} seed {config.seed}]"
+
+
 def _default_log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -218,7 +227,7 @@ class RunTracker:
         self.dtype = DTYPES[config.dtype]
         self.rec_path = record_path(out_dir, config)
         self.ckpt_path = checkpoint_path(out_dir, config)
-        self.tag = f"[{config.dataset} {config.rung_label} {config.angles} seed {config.seed}]"
+        self.tag = run_tag(config)
         self.model = build_run_model(config)
         self.optimizer = make_optimizer(config, self.model.parameters())
         self.metrics = {k: [] for k in METRIC_KEYS}
@@ -334,7 +343,7 @@ def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | 
     config.validate()
     out_dir = Path(out_dir)
     existing = preflight(config, out_dir, resume=resume)
-    tag = f"[{config.dataset} {config.rung_label} {config.angles} seed {config.seed}]"
+    tag = run_tag(config)
     if is_complete(existing, config):
         log(f"{tag} already complete ({existing['epochs_completed']} epochs), skipped")
         return existing

@@ -101,7 +101,8 @@ class TuningSpec:
 
 def trial_configs(base: TrainConfig, spec: TuningSpec) -> list[TrainConfig]:
     """One config per grid point: ``base`` with the point's settings, the budget's epochs and seed."""
-    return [base.replace(**point, epochs=spec.epochs, seed=spec.seed, tuning=None) for point in spec.points()]
+    return [base.replace(**point, epochs=spec.epochs, seed=spec.seed, tuning=None, extra={"trial": point})
+            for point in spec.points()]
 
 
 def tuning_dir(out_dir) -> Path:

@@ -264,7 +264,7 @@ def test_candidate_of_other_kind_is_refused():
 
 def test_unknown_layer():
     with pytest.raises(QcreepError, match=r"unknown layer 'quanv9' for slot 'conv2' .*; valid: conv2d, "
-                                          r"flipped_quanv3x3"):
+                                          r"conv3x3_twin, flipped_quanv3x3"):
         build_model((1, 32, 32), assignment="conv2=quanv9")
 
 
@@ -566,3 +566,18 @@ def test_third_party_depthwise_separable_everywhere():
                             n_reps=1)
         assert model.summary()["slots"][1]["params"] == (32 * 9 + 32) + (32 * 16 + 16)
         _check_forward_backward(model, (3, 32, 32))
+
+
+def test_twin_assignment_replaces_only_quantum_layers():
+    from qcreep.models import is_quantum_assignment, twin_assignment
+
+    backbone = hybridnet((1, 32, 32))
+    level1 = level_assignment(backbone, 1)
+    assert twin_assignment(backbone, level1) == {"conv1": "conv3x3_twin", "conv2": "conv3x3_twin", "head": "linear"}
+    assert twin_assignment(backbone, level_assignment(backbone, 0)) == level_assignment(backbone, 0)
+    assert is_quantum_assignment(backbone, level1)
+    assert not is_quantum_assignment(backbone, twin_assignment(backbone, level1))
+    twin2 = build_model((1, 32, 32), assignment=twin_assignment(backbone, level_assignment(backbone, 2)),
+                        output_scale="none")
+    assert twin2.summary()["total_params"] == 172_048
+    assert twin2.quantum_layers() == {}

@@ -24,18 +24,18 @@ from qcreep.layers.reupload import DataReUploadingLinear, min_qubits
 
 @register_layer("flipped_quanv3x3", slot_kind="conv3x3", quantum=True,
                 description="FlippedQuanv3x3: 2-qubit SU(4) state per channel pair, patch as observable")
-def make_flipped_quanv3x3(slot, *, angles="real", path="fast", dtype=None, device=None):
+def make_flipped_quanv3x3(slot, *, angles="real", path="fast", solver="auto", dtype=None, device=None):
     return FlippedQuanv3x3(slot.in_channels, slot.out_channels, slot.stride, slot.padding,
-                           angles=angles, path=path, dtype=dtype, device=device)
+                           angles=angles, path=path, solver=solver, dtype=dtype, device=device)
 
 
 @register_layer("data_reuploading", slot_kind="dense", quantum=True,
                 description="DataReUploadingLinear: Hamiltonian embedding re-uploaded between SU(2^n) gates")
 def make_data_reuploading(slot, *, n_qubits=None, n_reps=10, angles="real", output_scale="none",
-                          bias_init="normal", path="fast", dtype=None, device=None):
+                          bias_init="normal", path="fast", solver="auto", dtype=None, device=None):
     return DataReUploadingLinear(slot.in_features, slot.out_features, n_qubits=n_qubits, n_reps=n_reps,
                                  angles=angles, output_scale=output_scale, bias_init=bias_init, path=path,
-                                 dtype=dtype, device=device)
+                                 solver=solver, dtype=dtype, device=device)
 
 
 def count_parameters(module) -> int:
@@ -43,7 +43,12 @@ def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+from qcreep.layers import twins  # noqa: E402  (registers conv3x3_twin and dense_twin, after the quantum layers)
+from qcreep.layers.registry import twin_for  # noqa: E402
+from qcreep.layers.twins import Conv3x3Twin, DenseTwin  # noqa: E402
+
 __all__ = [
-    "DataReUploadingLinear", "FlippedQuanv3x3", "LayerEntry", "count_parameters", "create_layer",
-    "get_layer_entry", "layer_entries", "list_layers", "min_qubits", "register_layer", "unregister_layer",
+    "Conv3x3Twin", "DataReUploadingLinear", "DenseTwin", "FlippedQuanv3x3", "LayerEntry", "count_parameters",
+    "create_layer", "get_layer_entry", "layer_entries", "list_layers", "min_qubits", "register_layer", "twin_for",
+    "twins", "unregister_layer",
 ]
