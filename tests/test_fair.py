@@ -147,6 +147,10 @@ def test_tuning_chooses_on_validation_and_blocks_every_record(tmp_path, digits):
     assert records[0]["tuning"]["budget"] == records[2]["tuning"]["budget"]
     assert sum("tuned on validation" in m for m in log) == 2
     assert len(list((tuning_dir(tmp_path) / "records").glob("*.json"))) == 4
+    # reports read the final runs; the trials stay in tuning/ (readable on their own)
+    from qcreep.report import load_records
+    assert sorted(r["run_id"] for r in load_records(tmp_path)) == sorted(r["run_id"] for r in records)
+    assert len(load_records(tuning_dir(tmp_path))) == 4
 
 
 def test_interrupted_tuning_resumes_and_reuses_finished_trials(tmp_path, digits):

@@ -18,6 +18,8 @@ import json
 import math
 from pathlib import Path
 
+TUNING_FOLDER = "tuning"  # where qcreep run keeps tuning trials (qcreep.tuning.TUNING_DIR)
+
 from qcreep.errors import QcreepError
 
 #: Record format versions this module can read. Version 2 adds the optional keys of the fair ladder
@@ -189,11 +191,18 @@ def check_record(rec: dict, path) -> None:
     _check_optional(rec, path)
 
 
+def _in_tuning_folder(path: Path, root: Path) -> bool:
+    return TUNING_FOLDER in path.relative_to(root).parts[:-1]
+
+
 def load_records(results_dir) -> list[dict]:
     """Load every run record (``*.json`` with a top-level ``record_version``) under ``results_dir``.
 
     The search is recursive and in sorted path order. JSON files whose top level is not an object
-    with ``"record_version"`` are skipped (they are not run records). Each returned dict is the
+    with ``"record_version"`` are skipped (they are not run records), and so is the ``tuning/``
+    folder that ``qcreep run`` keeps its tuning trials in (the chosen settings and every trial's
+    validation score are in the final records' ``tuning`` block; pass ``DIR/tuning`` itself to
+    report the trials). Each returned dict is the
     record as stored plus ``"_path"``: the file it came from (a string).
 
     Raises QcreepError (one line, naming the file) when a JSON file does not parse or a record
@@ -212,7 +221,7 @@ def load_records(results_dir) -> list[dict]:
         raise QcreepError(f"results path {root} is not a directory; pass the directory given "
                           "to `qcreep run --out DIR`")
     records = []
-    for path in sorted(p for p in root.rglob("*.json") if p.is_file()):
+    for path in sorted(p for p in root.rglob("*.json") if p.is_file() and not _in_tuning_folder(p, root)):
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
