@@ -429,7 +429,9 @@ def _unitarity_section(rows: list[dict]) -> list[str]:
     if not have:
         return []
     lines = ["## Unitarity checks", "",
-             "| dataset | rung | angles | max unitarity error | min state norm | max state norm |",
+             "max |U†U − I| over every epoch of every seed; state norms after the last epoch, on the first 200 test "
+             "images.", "",
+             "| dataset | rung | angles | max unitarity error (any epoch) | min state norm | max state norm |",
              "|---|---|---|---|---|---|"]
 
     def fmt(v):

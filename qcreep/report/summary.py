@@ -126,6 +126,12 @@ def _unitarity_summary(records: list[dict]) -> dict | None:
         vals = [u[key] for u in units
                 if isinstance(u.get(key), (int, float)) and not isinstance(u.get(key), bool)]
         out[key] = float(agg(vals)) if vals else None
+    # the largest error at any epoch, not only after the last one
+    per_epoch = [v for rec in records for v in (rec.get("unitarity_errors") or [])
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if per_epoch:
+        out["max_unitarity_error"] = max([float(max(per_epoch))] + ([out["max_unitarity_error"]]
+                                                                      if out["max_unitarity_error"] is not None else []))
     return out
 
 
