@@ -28,6 +28,8 @@ from qcreep.slots import Conv3x3Slot, DenseSlot
 
 F64 = torch.float64
 F32 = torch.float32
+# both solvers of the unitaries (qcreep.sim.solvers) pass the same tests
+SOLVERS = ["eigh", "expm"]
 
 
 @pytest.fixture(autouse=True)
@@ -44,10 +46,11 @@ def perturb_imag(layer: nn.Module, scale: float = 0.3) -> None:
 
 # ============================================================================ FlippedQuanv3x3
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("dtype,atol", [(F32, 1e-5), (F64, 1e-12)])
 @pytest.mark.parametrize("c_in,c_out", [(1, 1), (3, 5), (32, 4)])
-def test_quanv_fast_matches_reference(c_in, c_out, dtype, atol):
-    layer = FlippedQuanv3x3(c_in, c_out, dtype=dtype)
+def test_quanv_fast_matches_reference(c_in, c_out, dtype, atol, solver):
+    layer = FlippedQuanv3x3(c_in, c_out, solver=solver, dtype=dtype)
     x = torch.randn(2, c_in, 6, 5, dtype=dtype)
     fast = layer(x)
     ref = layer.forward_reference(x)
@@ -141,8 +144,9 @@ def test_quanv_states_normalised_and_physical():
     assert phys["max_state_norm"] == pytest.approx(1, abs=1e-12)
 
 
-def test_quanv_gradcheck():
-    layer = FlippedQuanv3x3(2, 2, stride=1, padding=1, dtype=F64)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_quanv_gradcheck(solver):
+    layer = FlippedQuanv3x3(2, 2, stride=1, padding=1, solver=solver, dtype=F64)
     x = torch.randn(1, 2, 4, 4, dtype=F64, requires_grad=True)
     theta = layer.theta.detach().clone().requires_grad_(True)
     bias = layer.bias.detach().clone().requires_grad_(True)
@@ -226,10 +230,11 @@ def test_quanv_float64_input_into_float32_layer_is_cast():
 
 # ============================================================================ DataReUploadingLinear
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("dtype,atol", [(F32, 1e-4), (F64, 1e-10)])
 @pytest.mark.parametrize("in_f,out_f,reps", [(14, 3, 2), (10, 10, 3), (40, 5, 2)])
-def test_reupload_fast_matches_reference(in_f, out_f, reps, dtype, atol):
-    layer = DataReUploadingLinear(in_f, out_f, n_reps=reps, dtype=dtype)
+def test_reupload_fast_matches_reference(in_f, out_f, reps, dtype, atol, solver):
+    layer = DataReUploadingLinear(in_f, out_f, n_reps=reps, solver=solver, dtype=dtype)
     x = torch.randn(4, in_f, dtype=dtype)
     fast = layer(x)
     ref = layer.forward_reference(x)
@@ -381,16 +386,18 @@ def _functional(layer, reference=False):
     return fn
 
 
-def test_reupload_gradcheck():
-    layer = DataReUploadingLinear(14, 3, n_reps=2, dtype=F64)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reupload_gradcheck(solver):
+    layer = DataReUploadingLinear(14, 3, n_reps=2, solver=solver, dtype=F64)
     theta = (0.5 * layer.theta.detach()).clone().requires_grad_(True)
     bias = layer.bias.detach().clone().requires_grad_(True)
     x = torch.randn(2, 14, dtype=F64, requires_grad=True)
     assert torch.autograd.gradcheck(_functional(layer), (theta, bias, x), atol=1e-6, rtol=1e-4)
 
 
-def test_reupload_gradient_fast_equals_reference():
-    layer = DataReUploadingLinear(14, 4, n_reps=3, dtype=F64)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reupload_gradient_fast_equals_reference(solver):
+    layer = DataReUploadingLinear(14, 4, n_reps=3, solver=solver, dtype=F64)
     theta = layer.theta.detach().clone().requires_grad_(True)
     bias = layer.bias.detach().clone().requires_grad_(True)
     # a degenerate data Hamiltonian (all-zero input) next to a random one
@@ -408,7 +415,9 @@ def test_reupload_is_nonlinear_in_input():
     x = torch.randn(4, 14, dtype=F64)
     y = torch.randn(4, 14, dtype=F64)
     bias = layer.bias
-    f = lambda v: layer(v) - bias  # noqa: E731
+    def f(v):
+        return layer(v) - bias
+
     assert (f(2 * x) - 2 * f(x)).abs().max() > 1e-2
     assert (f(x + y) - f(x) - f(y)).abs().max() > 1e-2
     # a linear map would send 0 to 0; the circuit does not
@@ -452,14 +461,14 @@ def test_quanv_too_small_and_complex_input():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(in_channels=0, out_channels=1), r"FlippedQuanv3x3 in_channels must be an integer >= 1, got 0"),
-    (dict(in_channels=1, out_channels=2.0), r"FlippedQuanv3x3 out_channels must be an integer >= 1, got 2.0"),
-    (dict(in_channels=1, out_channels=1, stride=0), r"stride must be an integer >= 1, got 0"),
-    (dict(in_channels=1, out_channels=1, padding=-1), r"padding must be an integer >= 0, got -1"),
-    (dict(in_channels=1, out_channels=1, angles="foo"),
+    ({"in_channels": 0, "out_channels": 1}, r"FlippedQuanv3x3 in_channels must be an integer >= 1, got 0"),
+    ({"in_channels": 1, "out_channels": 2.0}, r"FlippedQuanv3x3 out_channels must be an integer >= 1, got 2.0"),
+    ({"in_channels": 1, "out_channels": 1, "stride": 0}, r"stride must be an integer >= 1, got 0"),
+    ({"in_channels": 1, "out_channels": 1, "padding": -1}, r"padding must be an integer >= 0, got -1"),
+    ({"in_channels": 1, "out_channels": 1, "angles": "foo"},
      r"angles must be one of real, complex \('complex' is the non-physical published-code mode\), got 'foo'"),
-    (dict(in_channels=1, out_channels=1, path="foo"), r"path must be 'fast' or 'reference', got 'foo'"),
-    (dict(in_channels=1, out_channels=1, dtype=torch.float16),
+    ({"in_channels": 1, "out_channels": 1, "path": "foo"}, r"path must be 'fast' or 'reference', got 'foo'"),
+    ({"in_channels": 1, "out_channels": 1, "dtype": torch.float16},
      r"quantum layers take dtype float32 or float64, got torch.float16"),
 ])
 def test_quanv_bad_arguments(kwargs, match):
@@ -480,12 +489,12 @@ def test_reupload_wrong_feature_count_and_complex_input():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(n_reps=0), r"DataReUploadingLinear n_reps must be an integer >= 1, got 0"),
-    (dict(n_reps=True), r"DataReUploadingLinear n_reps must be an integer >= 1, got True"),
-    (dict(angles="foo"),
+    ({"n_reps": 0}, r"DataReUploadingLinear n_reps must be an integer >= 1, got 0"),
+    ({"n_reps": True}, r"DataReUploadingLinear n_reps must be an integer >= 1, got True"),
+    ({"angles": "foo"},
      r"angles must be one of real, complex \('complex' is the non-physical published-code mode\), got 'foo'"),
-    (dict(path="foo"), r"path must be 'fast' or 'reference', got 'foo'"),
-    (dict(n_qubits=2.5), r"needs at least 2 qubits .* got n_qubits=2.5"),
+    ({"path": "foo"}, r"path must be 'fast' or 'reference', got 'foo'"),
+    ({"n_qubits": 2.5}, r"needs at least 2 qubits .* got n_qubits=2.5"),
 ])
 def test_reupload_bad_arguments(kwargs, match):
     with pytest.raises(QcreepError, match=match):
@@ -508,10 +517,11 @@ def test_errors_are_value_errors():
 # ============================================================================ registry
 
 def test_list_layers_per_kind():
-    assert list_layers("conv3x3") == ["conv2d", "flipped_quanv3x3"]
-    assert list_layers("dense") == ["data_reuploading", "linear"]
+    assert list_layers("conv3x3") == ["conv2d", "conv3x3_twin", "flipped_quanv3x3"]
+    assert list_layers("dense") == ["data_reuploading", "dense_twin", "linear"]
     everything = list_layers()
-    for name in ("conv3x3:conv2d", "conv3x3:flipped_quanv3x3", "dense:data_reuploading", "dense:linear"):
+    for name in ("conv3x3:conv2d", "conv3x3:flipped_quanv3x3", "dense:data_reuploading", "dense:linear",
+                 "conv3x3:conv3x3_twin", "dense:dense_twin"):
         assert name in everything
 
 
@@ -543,14 +553,14 @@ def test_create_registered_layers_from_slots():
 def test_duplicate_registration_is_an_error():
     with pytest.raises(QcreepError, match=r"layer 'linear' is already registered for slot kind 'dense'"):
         register_layer("linear", "dense", quantum=False)(lambda slot: nn.Identity())
-    assert list_layers("dense") == ["data_reuploading", "linear"]
+    assert list_layers("dense") == ["data_reuploading", "dense_twin", "linear"]
 
 
 def test_unknown_layer_lists_valid_names():
     with pytest.raises(QcreepError, match=r"unknown layer 'nope' for slot kind 'dense'; "
-                                          r"valid: data_reuploading, linear"):
+                                          r"valid: data_reuploading, dense_twin, linear"):
         create_layer("nope", DenseSlot(4, 2))
-    with pytest.raises(QcreepError, match=r"valid: conv2d, flipped_quanv3x3"):
+    with pytest.raises(QcreepError, match=r"valid: conv2d, conv3x3_twin, flipped_quanv3x3"):
         create_layer("linear", Conv3x3Slot(1, 1))
     with pytest.raises(QcreepError, match=r"unknown layer 'nope'"):
         unregister_layer("nope", "dense")
@@ -575,7 +585,7 @@ def test_third_party_registration_round_trip():
         return layer
 
     try:
-        assert list_layers("dense") == ["data_reuploading", "linear", "test_scaled_identity"]
+        assert list_layers("dense") == ["data_reuploading", "dense_twin", "linear", "test_scaled_identity"]
         assert "dense:test_scaled_identity" in list_layers()
         slot = DenseSlot(3, 2)
         layer = create_layer("test_scaled_identity", slot, scale=2.0, angles="complex", n_reps=3)
@@ -589,8 +599,8 @@ def test_third_party_registration_round_trip():
             unregister_layer("test_scaled_identity", "conv3x3")
     finally:
         unregister_layer("test_scaled_identity", "dense")
-    assert list_layers("dense") == ["data_reuploading", "linear"]
-    assert list_layers("conv3x3") == ["conv2d", "flipped_quanv3x3"]
+    assert list_layers("dense") == ["data_reuploading", "dense_twin", "linear"]
+    assert list_layers("conv3x3") == ["conv2d", "conv3x3_twin", "flipped_quanv3x3"]
     with pytest.raises(QcreepError, match=r"unknown layer 'test_scaled_identity'"):
         create_layer("test_scaled_identity", DenseSlot(3, 2))
 
@@ -613,8 +623,9 @@ def test_factory_with_var_kwargs_receives_everything():
 
 # ============================================================================ more gradients
 
-def test_quanv_complex_mode_gradcheck():
-    layer = FlippedQuanv3x3(2, 2, angles="complex", dtype=F64)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_quanv_complex_mode_gradcheck(solver):
+    layer = FlippedQuanv3x3(2, 2, angles="complex", solver=solver, dtype=F64)
     perturb_imag(layer, 0.2)
     theta = layer.theta.detach().clone().requires_grad_(True)
     bias = layer.bias.detach().clone().requires_grad_(True)
@@ -622,8 +633,9 @@ def test_quanv_complex_mode_gradcheck():
     assert torch.autograd.gradcheck(_functional(layer), (theta, bias, x))
 
 
-def test_reupload_complex_mode_gradcheck():
-    layer = DataReUploadingLinear(5, 3, n_reps=2, angles="complex", dtype=F64)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reupload_complex_mode_gradcheck(solver):
+    layer = DataReUploadingLinear(5, 3, n_reps=2, angles="complex", solver=solver, dtype=F64)
     perturb_imag(layer, 0.2)
     theta = layer.theta.detach().clone().requires_grad_(True)
     bias = layer.bias.detach().clone().requires_grad_(True)
@@ -631,9 +643,10 @@ def test_reupload_complex_mode_gradcheck():
     assert torch.autograd.gradcheck(_functional(layer), (theta, bias, x), atol=1e-6, rtol=1e-4)
 
 
-def test_reupload_float32_gradients_match_float64():
-    l32 = DataReUploadingLinear(60, 8, n_reps=4, dtype=F32)
-    l64 = DataReUploadingLinear(60, 8, n_reps=4, dtype=F64)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reupload_float32_gradients_match_float64(solver):
+    l32 = DataReUploadingLinear(60, 8, n_reps=4, solver=solver, dtype=F32)
+    l64 = DataReUploadingLinear(60, 8, n_reps=4, solver=solver, dtype=F64)
     with torch.no_grad():
         l64.theta.copy_(l32.theta.double())
         l64.bias.copy_(l32.bias.double())
@@ -650,9 +663,10 @@ def test_reupload_float32_gradients_match_float64():
 
 # ============================================================================ empty batches and limits
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("path", ["fast", "reference"])
-def test_reupload_empty_batch(path):
-    layer = DataReUploadingLinear(5, 3, n_reps=2, path=path, dtype=F64)
+def test_reupload_empty_batch(path, solver):
+    layer = DataReUploadingLinear(5, 3, n_reps=2, path=path, solver=solver, dtype=F64)
     assert nn.Linear(5, 3)(torch.zeros(0, 5)).shape == (0, 3)
     assert layer(torch.zeros(0, 5, dtype=F64)).shape == (0, 3)
 
@@ -667,3 +681,73 @@ def test_quanv_reference_empty_batch():
 def test_reupload_too_many_qubits_message_names_the_cause():
     with pytest.raises(QcreepError, match=r"supports at most 10 qubits; 11 were asked for or needed for 5 inputs and 2000 outputs"):
         DataReUploadingLinear(5, 2000)
+
+
+# ============================================================================ solvers
+
+@pytest.mark.parametrize("cls,args", [(FlippedQuanv3x3, (2, 3)), (DataReUploadingLinear, (14, 3))])
+def test_solver_option_and_resolved_solver(cls, args):
+    layer = cls(*args, dtype=F64)
+    assert layer.solver == "auto" and layer.resolved_solver() == "eigh"  # auto: eigh on CPU
+    assert layer.resolved_solver("cuda") == "expm"  # and products only on a GPU
+    assert "solver='auto'" in repr(layer)
+    for solver in SOLVERS:
+        assert cls(*args, solver=solver).resolved_solver("cuda") == solver
+    with pytest.raises(QcreepError, match=r"solver must be one of auto, eigh, expm, got 'qr'"):
+        cls(*args, solver="qr")
+
+
+def test_solvers_give_the_same_layers():
+    torch.manual_seed(3)
+    x = torch.randn(3, 40, dtype=F64)
+    outs = []
+    for solver in SOLVERS:
+        torch.manual_seed(4)
+        head = DataReUploadingLinear(40, 5, n_reps=3, solver=solver, dtype=F64)
+        out = head(x)
+        out.sum().backward()
+        outs.append((out.detach(), head.theta.grad))
+    for a, b in zip(*outs):
+        assert torch.allclose(a, b, atol=1e-11, rtol=0)
+    images = torch.randn(2, 3, 6, 6, dtype=F64)
+    torch.manual_seed(5)
+    conv_eigh = FlippedQuanv3x3(3, 4, solver="eigh", dtype=F64)
+    torch.manual_seed(5)
+    conv_expm = FlippedQuanv3x3(3, 4, solver="expm", dtype=F64)
+    assert torch.allclose(conv_eigh(images), conv_expm(images), atol=1e-12, rtol=0)
+    assert torch.allclose(conv_eigh.kernel(), conv_expm.kernel(), atol=1e-14, rtol=0)
+
+
+def test_registry_factories_pass_the_solver():
+    conv = create_layer("flipped_quanv3x3", Conv3x3Slot(2, 3), solver="expm", n_reps=4)
+    head = create_layer("data_reuploading", DenseSlot(14, 3), solver="expm", n_reps=2)
+    assert conv.solver == "expm" and head.solver == "expm" and head.n_reps == 2
+    assert create_layer("conv2d", Conv3x3Slot(2, 3), solver="expm").weight.shape == (3, 2, 3, 3)
+    from qcreep.models import build_model
+
+    model = build_model((1, 12, 12), level=2, solver="expm")
+    solvers = {name: layer.solver for name, layer in model.quantum_layers().items()}
+    assert solvers and set(solvers.values()) == {"expm"}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reupload_float32_states_normalised_at_seven_qubits(solver):
+    """Features of order 1 to 10 on the paper's register: states stay normalised to 1e-4 in float32."""
+    torch.manual_seed(6)
+    head = DataReUploadingLinear(12544, 10, n_qubits=7, n_reps=10, solver=solver)
+    assert head.physicality()["max_unitarity_error"] < 1e-5
+    for scale in (1.0, 10.0):
+        x = scale * (1 + torch.rand(4, 12544))  # entries from `scale` to 2 `scale`
+        phys = head.physicality(x)
+        assert abs(phys["min_state_norm"] - 1) < 1e-4 and abs(phys["max_state_norm"] - 1) < 1e-4
+        x = scale * torch.randn(4, 12544)
+        phys = head.physicality(x)
+        assert abs(phys["min_state_norm"] - 1) < 1e-4 and abs(phys["max_state_norm"] - 1) < 1e-4
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_quanv_states_normalised_and_gates_unitary_in_float32(solver):
+    layer = FlippedQuanv3x3(8, 16, solver=solver)
+    phys = layer.physicality()
+    assert phys["max_unitarity_error"] < 1e-5
+    assert abs(phys["min_state_norm"] - 1) < 1e-5 and abs(phys["max_state_norm"] - 1) < 1e-5

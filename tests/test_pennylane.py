@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import torch
 
+from qcreep.layers import DataReUploadingLinear, FlippedQuanv3x3
+from qcreep.sim import pauli_words, special_unitary
+
 qml = pytest.importorskip("pennylane")
 scipy_linalg = pytest.importorskip("scipy.linalg")
 
-from qcreep.layers import DataReUploadingLinear, FlippedQuanv3x3  # noqa: E402
-from qcreep.sim import pauli_words, special_unitary  # noqa: E402
-
 F64 = torch.float64
+# both solvers of the unitaries (qcreep.sim.solvers) are checked against PennyLane
+SOLVERS = ["eigh", "expm"]
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +32,9 @@ def rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
-def test_special_unitary_state_and_matrix_match_pennylane(n):
+def test_special_unitary_state_and_matrix_match_pennylane(n, solver):
     theta = 0.4 * rng(n).standard_normal(4**n - 1)
     wires = list(range(n))
     dev = qml.device("default.qubit", wires=n)
@@ -43,7 +46,7 @@ def test_special_unitary_state_and_matrix_match_pennylane(n):
 
     pl_state = np.asarray(circuit(theta))
     pl_matrix = np.asarray(qml.matrix(qml.SpecialUnitary(theta, wires=wires)))
-    ours = special_unitary(torch.from_numpy(theta)).numpy()
+    ours = special_unitary(torch.from_numpy(theta), solver).numpy()
     assert ours.dtype == np.complex128
     np.testing.assert_allclose(ours[:, 0], pl_state, atol=1e-10, rtol=0)
     np.testing.assert_allclose(ours, pl_matrix, atol=1e-10, rtol=0)
@@ -66,12 +69,13 @@ def test_pauli_word_order_matches_pennylane():
         np.testing.assert_allclose(ours, pl, atol=1e-12)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("n", [2, 3, 4, 5])
-def test_data_reuploading_matches_pennylane(n):
+def test_data_reuploading_matches_pennylane(n, solver):
     reps = 2
     in_features = 4**n - 3  # exercises the zero padding
     out_features = 3
-    layer = DataReUploadingLinear(in_features, out_features, n_reps=reps, dtype=F64)
+    layer = DataReUploadingLinear(in_features, out_features, n_reps=reps, solver=solver, dtype=F64)
     g = rng(100 + n)
     theta = 0.3 * g.standard_normal((reps, 4**n - 1))
     with torch.no_grad():
@@ -103,9 +107,10 @@ def test_data_reuploading_matches_pennylane(n):
     assert np.ptp(pl_probs[:out_features]) > 1e-6  # not a flat distribution
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_flipped_quanv_pixel_matches_pennylane(seed):
-    layer = FlippedQuanv3x3(1, 1, dtype=F64)
+def test_flipped_quanv_pixel_matches_pennylane(seed, solver):
+    layer = FlippedQuanv3x3(1, 1, solver=solver, dtype=F64)
     g = rng(200 + seed)
     theta = g.standard_normal(15)
     with torch.no_grad():

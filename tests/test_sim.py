@@ -28,6 +28,7 @@ from qcreep.sim import (
     plus_state,
     probabilities,
     reupload_circuit,
+    reupload_features,
     special_unitary,
     symmetric_embedding_matrix,
     unitarity_error,
@@ -39,6 +40,8 @@ F64 = torch.float64
 CDTYPE = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 # (atol for matrix comparisons) per real dtype
 ATOL = {torch.float32: 2e-4, torch.float64: 1e-10}
+# both solvers of the unitaries exp(i t H) (qcreep.sim.solvers) pass the same tests
+SOLVERS = ["eigh", "expm"]
 
 
 @pytest.fixture(autouse=True)
@@ -180,7 +183,7 @@ def test_pauli_matrix_entries_match_mask_formula(n):
         x, z = int(xs[k]), int(zs[k])
         expected = torch.zeros(dim, dim, dtype=C128)
         for j in range(dim):
-            expected[j ^ x, j] = (1j) ** bin(x & z).count("1") * (-1) ** bin(j & z).count("1")
+            expected[j ^ x, j] = (1j) ** (x & z).bit_count() * (-1) ** (j & z).bit_count()
         assert torch.allclose(mats[k], expected), pauli_words(n)[k]
 
 
@@ -247,22 +250,24 @@ def test_pauli_matrices_refuses_large_registers():
 
 # ----------------------------------------------------------------------------- special_unitary
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
-def test_special_unitary_matches_matrix_exp(n, dtype):
+def test_special_unitary_matches_matrix_exp(n, dtype, solver):
     theta = 0.5 * torch.randn(2, 4**n - 1, dtype=dtype)
-    got = special_unitary(theta)
+    got = special_unitary(theta, solver)
     expected = torch.linalg.matrix_exp(1j * dense_sum(theta.double())).to(CDTYPE[dtype])
     assert got.dtype == CDTYPE[dtype]
     assert got.shape == (2, 2**n, 2**n)
     assert torch.allclose(got, expected, atol=ATOL[dtype] * (10 if dtype == torch.float32 else 1), rtol=0)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7])
-def test_special_unitary_is_unitary_with_unit_determinant(n, dtype):
+def test_special_unitary_is_unitary_with_unit_determinant(n, dtype, solver):
     theta = torch.randn(4**n - 1, dtype=dtype)
-    u = special_unitary(theta)
+    u = special_unitary(theta, solver)
     assert u.shape == (2**n, 2**n)
     tol = 1e-12 if dtype == F64 else 5e-5
     err = unitarity_error(u)
@@ -302,11 +307,12 @@ def test_special_unitary_complex_theta_is_compat_non_unitary(n):
     assert torch.allclose(u_phys, u_zero_imag, atol=1e-10)
 
 
-def test_special_unitary_gradcheck_and_matches_matrix_exp_gradient():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_special_unitary_gradcheck_and_matches_matrix_exp_gradient(solver):
     theta = torch.randn(15, dtype=F64, requires_grad=True)
-    assert torch.autograd.gradcheck(special_unitary, (theta,))
+    assert torch.autograd.gradcheck(lambda t: special_unitary(t, solver), (theta,))
     w = torch.randn(4, 4, dtype=C128)
-    (g_ours,) = torch.autograd.grad((w * special_unitary(theta)).real.sum(), theta)
+    (g_ours,) = torch.autograd.grad((w * special_unitary(theta, solver)).real.sum(), theta)
     (g_ref,) = torch.autograd.grad(
         (w * torch.linalg.matrix_exp(1j * dense_sum(theta))).real.sum(), theta)
     assert torch.allclose(g_ours, g_ref, atol=1e-10)
@@ -324,12 +330,13 @@ def test_unitarity_error_of_known_matrices():
 
 # ----------------------------------------------------------------------------- expi_hermitian
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("complex_", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_expi_hermitian_matches_matrix_exp(dtype, complex_):
+def test_expi_hermitian_matches_matrix_exp(dtype, complex_, solver):
     h = random_hermitian(8, 3, complex_=complex_, dtype=dtype)
     t = 0.37
-    got = expi_hermitian(h, t)
+    got = expi_hermitian(h, t, solver)
     expected = torch.linalg.matrix_exp(1j * t * h.to(C128)).to(CDTYPE[dtype])
     assert got.dtype == CDTYPE[dtype]
     assert torch.allclose(got, expected, atol=ATOL[dtype], rtol=0)
@@ -358,21 +365,23 @@ def test_expi_hermitian_rejects_non_square():
         expi_hermitian(torch.zeros(4))
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("complex_", [False, True])
 @pytest.mark.parametrize("spectrum", list(SPECTRA))
-def test_expi_hermitian_gradcheck(spectrum, complex_):
+def test_expi_hermitian_gradcheck(spectrum, complex_, solver):
     a = spectrum_matrix(spectrum, complex_).clone().requires_grad_(True)
     t = 0.7
 
     def fn(a):
-        return expi_hermitian(sym(a), t)
+        return expi_hermitian(sym(a), t, solver)
 
     assert torch.autograd.gradcheck(fn, (a,), atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("complex_", [False, True])
 @pytest.mark.parametrize("spectrum", list(SPECTRA))
-def test_expi_hermitian_gradient_matches_matrix_exp_autograd(spectrum, complex_):
+def test_expi_hermitian_gradient_matches_matrix_exp_autograd(spectrum, complex_, solver):
     """At (nearly) repeated eigenvalues the divided-difference backward must equal the gradient
     through ``torch.linalg.matrix_exp`` (which does not involve eigenvectors)."""
     base = spectrum_matrix(spectrum, complex_)
@@ -380,7 +389,7 @@ def test_expi_hermitian_gradient_matches_matrix_exp_autograd(spectrum, complex_)
     t = 1.3
 
     a1 = base.clone().requires_grad_(True)
-    (g_ours,) = torch.autograd.grad((w * expi_hermitian(sym(a1), t)).real.sum(), a1)
+    (g_ours,) = torch.autograd.grad((w * expi_hermitian(sym(a1), t, solver)).real.sum(), a1)
     a2 = base.clone().requires_grad_(True)
     (g_ref,) = torch.autograd.grad((w * torch.linalg.matrix_exp(1j * t * sym(a2).to(C128))).real.sum(), a2)
     assert torch.isfinite(torch.view_as_real(g_ours) if g_ours.is_complex() else g_ours).all()
@@ -389,10 +398,11 @@ def test_expi_hermitian_gradient_matches_matrix_exp_autograd(spectrum, complex_)
     assert g_ref.abs().max() > 1e-3  # the comparison is not trivially between zeros
 
 
-def test_expi_hermitian_batched_gradcheck():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_expi_hermitian_batched_gradcheck(solver):
     a = torch.stack([spectrum_matrix("zero"), spectrum_matrix("triple_degenerate"),
                      spectrum_matrix("random")]).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a: expi_hermitian(sym(a), -0.4), (a,), atol=1e-6, rtol=1e-4)
+    assert torch.autograd.gradcheck(lambda a: expi_hermitian(sym(a), -0.4, solver), (a,), atol=1e-6, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------- reupload_circuit
@@ -413,34 +423,37 @@ def random_gates(r: int, n_qubits: int, dtype=F64, compat: bool = False) -> torc
     return special_unitary(theta)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("compat", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n_qubits", [2, 3])
-def test_reupload_circuit_matches_loop(n_qubits, dtype, compat):
+def test_reupload_circuit_matches_loop(n_qubits, dtype, compat, solver):
     batch, reps, t = 3, 3, 1 / 3
     h = random_hermitian(2**n_qubits, batch, dtype=dtype)
     gates = random_gates(reps, n_qubits, dtype, compat)
     psi0 = random_state(n_qubits, batch, dtype=CDTYPE[dtype], normalize=False)
-    got = reupload_circuit(h, gates, psi0, t)
+    got = reupload_circuit(h, gates, psi0, t, solver)
     expected = loop_circuit(h.double(), gates.to(C128), psi0.to(C128), t).to(CDTYPE[dtype])
     assert got.dtype == CDTYPE[dtype] and got.shape == (batch, 2**n_qubits)
     tol = 1e-10 if dtype == F64 else 1e-4
     assert torch.allclose(got, expected, atol=tol, rtol=tol)
 
 
-def test_reupload_circuit_preserves_norm_with_unitary_gates():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reupload_circuit_preserves_norm_with_unitary_gates(solver):
     h = random_hermitian(8, 4)
     psi0 = plus_state(3, (4,), dtype=C128)
-    out = reupload_circuit(h, random_gates(5, 3), psi0, 0.2)
+    out = reupload_circuit(h, random_gates(5, 3), psi0, 0.2, solver)
     assert torch.allclose(norm_squared(out), torch.ones(4, dtype=F64), atol=1e-12)
 
 
-def test_reupload_circuit_does_not_modify_inputs():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reupload_circuit_does_not_modify_inputs(solver):
     h = random_hermitian(4, 2)
     gates = random_gates(2, 2)
     psi0 = random_state(2, 2)
     copies = [h.clone(), gates.clone(), psi0.clone()]
-    reupload_circuit(h, gates, psi0, 0.5)
+    reupload_circuit(h, gates, psi0, 0.5, solver)
     for before, after in zip(copies, (h, gates, psi0)):
         assert torch.equal(before, after)
 
@@ -451,29 +464,32 @@ def _degenerate_batch() -> torch.Tensor:
                         spectrum_matrix("random")])
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("compat", [False, True])
-def test_reupload_circuit_gradcheck(compat):
+def test_reupload_circuit_gradcheck(compat, solver):
     h = _degenerate_batch().requires_grad_(True)
     gates = random_gates(2, 2, compat=compat).detach().requires_grad_(True)
     psi0 = random_state(2, h.shape[0]).requires_grad_(True)
 
     def fn(h, gates, psi0):
-        return reupload_circuit(sym(h), gates, psi0, 0.5)
+        return reupload_circuit(sym(h), gates, psi0, 0.5, solver)
 
     assert torch.autograd.gradcheck(fn, (h, gates, psi0), atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("need", [(True, False, False), (False, True, False), (False, False, True)])
-def test_reupload_circuit_gradcheck_partial_inputs(need):
+def test_reupload_circuit_gradcheck_partial_inputs(need, solver):
     h = _degenerate_batch()[:3].requires_grad_(need[0])
     gates = random_gates(3, 2).detach().requires_grad_(need[1])
     psi0 = random_state(2, 3).requires_grad_(need[2])
-    assert torch.autograd.gradcheck(lambda h, g, p: reupload_circuit(sym(h), g, p, 0.3),
+    assert torch.autograd.gradcheck(lambda h, g, p: reupload_circuit(sym(h), g, p, 0.3, solver),
                                     (h, gates, psi0), atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("compat", [False, True])
-def test_reupload_circuit_gradient_matches_loop_autograd(compat):
+def test_reupload_circuit_gradient_matches_loop_autograd(compat, solver):
     base_h = _degenerate_batch()
     base_gates = random_gates(3, 2, compat=compat).detach()
     base_psi = random_state(2, base_h.shape[0])
@@ -487,7 +503,7 @@ def test_reupload_circuit_gradient_matches_loop_autograd(compat):
         loss = (w * out).real.sum() + probabilities(out).sum()
         return torch.autograd.grad(loss, (h, g, p))
 
-    ours = grads(reupload_circuit)
+    ours = grads(lambda h, g, p, t: reupload_circuit(h, g, p, t, solver))
     ref = grads(loop_circuit)
     for a, b in zip(ours, ref):
         assert torch.allclose(a, b, atol=1e-10, rtol=1e-8)
@@ -510,6 +526,71 @@ def test_reupload_circuit_rejects_bad_arguments():
         reupload_circuit(h, gates, random_state(2, 3), 0.5)
     with pytest.raises(QcreepError, match=r"psi0 must be complex with shape \(2, 4\), got \(2, 4\) torch.float64"):
         reupload_circuit(h, gates, psi0.real, 0.5)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reupload_features_equals_circuit_of_the_embedding(solver):
+    """The fused path (features embedded inside the circuit's chunks) gives the states and the
+    gradients of ``reupload_circuit(symmetric_embedding_matrix(x))``, also at a zero input."""
+    n, reps = 2, 3
+    base_x = torch.cat([torch.zeros(1, 14, dtype=F64), torch.randn(3, 14, dtype=F64)])
+    base_gates = random_gates(reps, n).detach()
+    base_psi = random_state(n, 4)
+    w = torch.randn(4, 4, dtype=C128)
+
+    def grads(fused):
+        x = base_x.clone().requires_grad_(True)
+        g = base_gates.clone().requires_grad_(True)
+        p = base_psi.clone().requires_grad_(True)
+        if fused:
+            out = reupload_features(x, n, g, p, 1 / reps, solver)
+        else:
+            out = reupload_circuit(symmetric_embedding_matrix(x, n), g, p, 1 / reps, solver)
+        loss = (w * out).real.sum() + probabilities(out).sum()
+        return (out, *torch.autograd.grad(loss, (x, g, p)))
+
+    for a, b in zip(grads(True), grads(False)):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    assert grads(True)[1].abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_reupload_features_gradcheck(solver):
+    x = torch.cat([torch.zeros(1, 10, dtype=F64), torch.randn(2, 10, dtype=F64)]).requires_grad_(True)
+    gates = random_gates(2, 2).detach().requires_grad_(True)
+    psi0 = random_state(2, 3).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, g, p: reupload_features(x, 2, g, p, 0.5, solver),
+                                    (x, gates, psi0), atol=1e-6, rtol=1e-4)
+
+
+def test_reupload_features_rejects_bad_arguments():
+    gates = random_gates(2, 2)
+    psi0 = random_state(2, 2)
+    with pytest.raises(QcreepError, match=r"x must be real with shape \(B, F\), F <= 16, got \(2, 17\)"):
+        reupload_features(torch.zeros(2, 17, dtype=F64), 2, gates, psi0, 0.5)
+    with pytest.raises(QcreepError, match=r"x must be real"):
+        reupload_features(torch.zeros(2, 5, dtype=C128), 2, gates, psi0, 0.5)
+    with pytest.raises(QcreepError, match=r"gates must be complex with shape \(R, 4, 4\)"):
+        reupload_features(torch.zeros(2, 5, dtype=F64), 2, random_gates(2, 3), psi0, 0.5)
+    with pytest.raises(QcreepError, match=r"psi0 must be complex with shape \(2, 4\), got \(3, 4\)"):
+        reupload_features(torch.zeros(2, 5, dtype=F64), 2, gates, random_state(2, 3), 0.5)
+
+
+def test_symmetric_embedding_gradient_is_the_symmetrised_adjoint():
+    x = torch.randn(3, 13, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: symmetric_embedding_matrix(x, 2), (x,))
+    g = torch.randn(3, 4, 4, dtype=F64)
+    (ours,) = torch.autograd.grad((g * symmetric_embedding_matrix(x, 2)).sum(), x)
+    expected = (0.5 * (g + g.mT)).reshape(3, 16)[:, :13]
+    assert torch.allclose(ours, expected, atol=1e-15)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_hamiltonian_embedding_solvers_agree_and_are_unitary(solver):
+    h = random_hermitian(8, 3)
+    u = hamiltonian_embedding(h, 0.3, solver)
+    assert torch.allclose(u, torch.linalg.matrix_exp(0.3j * h.to(C128)), atol=1e-12)
+    assert float(unitarity_error(u).max()) < 1e-13
 
 
 # ----------------------------------------------------------------------------- states and embedding

@@ -9,6 +9,7 @@ from torch import nn
 from qcreep.errors import QcreepError
 from qcreep.layers._angles import check_angle_mode, check_path, make_parameter, real_bias, real_dtype_of
 from qcreep.sim import expval_symmetric, norm_squared, special_unitary, unitarity_error
+from qcreep.sim.solvers import check_solver, resolve_solver
 
 
 class FlippedQuanv3x3(nn.Module):
@@ -40,10 +41,26 @@ class FlippedQuanv3x3(nn.Module):
             compatibility mode; see :mod:`qcreep.layers._angles`).
         path: ``"fast"`` (one convolution with the kernel above, default) or ``"reference"`` (a
             simulation of the measurement patch by patch; slow, for tests).
+        solver: how the ``C_out x C_in`` unitaries ``SU(4)(theta_oc)`` are computed: ``"eigh"`` (a
+            batched eigendecomposition), ``"expm"`` (``torch.linalg.matrix_exp``, products only) or
+            ``"auto"`` (default: ``"eigh"`` on CPU, ``"expm"`` on GPUs, which run small batched
+            eigendecompositions one after another). See :mod:`qcreep.sim.solvers`.
+
+    The states and the kernel are built once per forward, for all channel pairs together: one
+    batched exponential, then ``K = R^T R / C_in`` with ``R`` the stacked real and imaginary parts
+    of the first three amplitudes.
+
+    Example:
+        >>> import torch
+        >>> conv = FlippedQuanv3x3(1, 4)
+        >>> conv(torch.randn(2, 1, 8, 8)).shape
+        torch.Size([2, 4, 6, 6])
+        >>> conv.kernel().shape, conv.resolved_solver()
+        (torch.Size([4, 1, 3, 3]), 'eigh')
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, padding: int = 0, *,
-                 angles: str = "real", path: str = "fast", dtype=None, device=None):
+                 angles: str = "real", path: str = "fast", solver: str = "auto", dtype=None, device=None):
         super().__init__()
         for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                                  ("stride", stride, 1), ("padding", padding, 0)):
@@ -55,6 +72,7 @@ class FlippedQuanv3x3(nn.Module):
         self.padding = padding
         self.angles = check_angle_mode(angles)
         self.path = check_path(path)
+        self.solver = check_solver(solver)
         self.theta = make_parameter((out_channels, in_channels, 15), angles, dtype, device)
         self.bias = make_parameter((out_channels,), angles, dtype, device)
 
@@ -62,22 +80,30 @@ class FlippedQuanv3x3(nn.Module):
     def num_parameters(self) -> int:
         return self.theta.numel() + self.bias.numel()
 
+    def resolved_solver(self, device=None) -> str:
+        """The solver that runs on ``device`` (default: the device of the parameters)."""
+        return resolve_solver(self.solver, self.theta.device if device is None else device)
+
+    def gates(self) -> torch.Tensor:
+        """The ``(C_out, C_in, 4, 4)`` complex unitaries ``SU(4)(theta_oc)``."""
+        return special_unitary(self.theta, self.resolved_solver())
+
     def states(self) -> torch.Tensor:
         """The ``(C_out, C_in, 4)`` complex states ``SU(4)(theta_oc)|00>`` (first unitary column)."""
-        return special_unitary(self.theta)[..., :, 0]
+        return self.gates()[..., :, 0]
 
     def kernel(self) -> torch.Tensor:
         """The equivalent ``(C_out, C_in, 3, 3)`` real convolution kernel ``Re(rho)[:3, :3] / C_in``."""
-        psi = self.states()
-        a, b = psi.real, psi.imag
-        # Re(|psi><psi|)_ij = a_i a_j + b_i b_j, formed from real parts with no complex-to-real step
-        rho_real = a[..., :, None] * a[..., None, :] + b[..., :, None] * b[..., None, :]
-        return rho_real[..., :3, :3] / self.in_channels
+        psi = self.states()[..., :3]
+        # Re(|psi><psi|)_ij = a_i a_j + b_i b_j = (R^T R)_ij with R = [a; b], from the real and
+        # imaginary parts taken explicitly
+        rows = torch.stack((psi.real, psi.imag), -2)
+        return (rows.mT @ rows) / self.in_channels
 
     @torch.no_grad()
     def physicality(self, x: torch.Tensor | None = None) -> dict:
         """How far the gates are from unitary and the states from norm 1 (``x`` is not needed)."""
-        gates = special_unitary(self.theta)
+        gates = self.gates()
         norms = norm_squared(gates[..., :, 0]).sqrt()
         return {"max_unitarity_error": float(unitarity_error(gates).max()),
                 "min_state_norm": float(norms.min()), "max_state_norm": float(norms.max())}
@@ -120,5 +146,5 @@ class FlippedQuanv3x3(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, padding={self.padding}, "
-                f"angles={self.angles!r}, params={self.num_parameters}")
+                f"angles={self.angles!r}, solver={self.solver!r}, params={self.num_parameters}")
 

@@ -13,14 +13,16 @@ from qcreep.sim import (
     apply_matrix,
     complex_dtype,
     norm_squared,
+    parallel,
     plus_state,
     probabilities,
     special_unitary,
     symmetric_embedding_matrix,
     unitarity_error,
 )
-from qcreep.sim.circuits import reupload_circuit
+from qcreep.sim.circuits import Prefetch, reupload_features
 from qcreep.sim.paulis import pauli_sum
+from qcreep.sim.solvers import check_solver, resolve_solver
 
 MAX_QUBITS = 10
 OUTPUT_SCALES = ("none", "learned")
@@ -84,10 +86,16 @@ class DataReUploadingLinear(nn.Module):
             compatibility mode; see :mod:`qcreep.layers._angles`).
         output_scale: ``"none"`` (published) or ``"learned"`` (see Readout).
         bias_init: ``"normal"`` (published) or ``"zero"`` (see Readout).
-        path: ``"fast"`` (default): one eigendecomposition of ``H`` per sample gives the data
-            unitary, which is reused for all ``R`` re-uploads, and the trainable unitaries are built
-            once per forward. ``"reference"``: a dense matrix exponential per sample and per
-            re-upload, as the published code computes it (slow; for tests and benchmarks).
+        path: ``"fast"`` (default): the data unitary is computed once per sample and reused for all
+            ``R`` re-uploads, and the trainable unitaries are built once per forward.
+            ``"reference"``: a dense matrix exponential per sample and per re-upload, as the
+            published code computes it (slow; for tests and benchmarks).
+        solver: how the fast path computes ``exp(i H / R)`` and the trainable ``SU(2**n)`` gates:
+            ``"eigh"`` (eigendecompositions, spread over the CPU cores), ``"expm"`` (matrix
+            products only: a scaled and squared Taylor series of ``cos + i sin`` from real products
+            for the data, ``torch.linalg.matrix_exp`` for the gates) or ``"auto"`` (default:
+            ``"eigh"`` on CPU, ``"expm"`` on GPUs). See :mod:`qcreep.sim.solvers`. The solver that
+            runs is :meth:`resolved_solver`; both give the same values to rounding.
 
     Example:
         >>> import torch
@@ -96,11 +104,16 @@ class DataReUploadingLinear(nn.Module):
         (2, 35)
         >>> head(torch.randn(3, 16)).shape
         torch.Size([3, 4])
+        >>> head.solver, head.resolved_solver()        # "auto" runs eigh on CPU
+        ('auto', 'eigh')
+        >>> gpu_style = DataReUploadingLinear(16, 4, n_reps=2, solver="expm")
+        >>> gpu_style.resolved_solver()
+        'expm'
     """
 
     def __init__(self, in_features: int, out_features: int, n_qubits: int | None = None,
                  n_reps: int = 10, *, angles: str = "real", output_scale: str = "none", bias_init: str = "normal",
-                 path: str = "fast", dtype=None, device=None):
+                 path: str = "fast", solver: str = "auto", dtype=None, device=None):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features), ("n_reps", n_reps)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -121,6 +134,7 @@ class DataReUploadingLinear(nn.Module):
         self.n_reps = n_reps
         self.angles = check_angle_mode(angles)
         self.path = check_path(path)
+        self.solver = check_solver(solver)
         self.theta = make_parameter((n_reps, 4**n_qubits - 1), angles, dtype, device)
         self.output_scale, self.bias_init = check_readout(output_scale, bias_init)
         self.bias = make_parameter((out_features,), angles, dtype, device)
@@ -145,9 +159,13 @@ class DataReUploadingLinear(nn.Module):
             probs = probs * self.log_scale.exp()
         return probs + real_bias(self.bias)
 
+    def resolved_solver(self, device=None) -> str:
+        """The solver the fast path runs on ``device`` (default: the device of the parameters)."""
+        return resolve_solver(self.solver, self.theta.device if device is None else device)
+
     def trainable_unitaries(self) -> torch.Tensor:
         """``(n_reps, 2**n, 2**n)`` complex: ``SU(theta_r)`` for each re-upload."""
-        return special_unitary(self.theta)
+        return special_unitary(self.theta, self.resolved_solver())
 
     def data_hamiltonians(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 2**n, 2**n)`` real symmetric ``H`` for a flat batch ``(B, in_features)``."""
@@ -156,13 +174,20 @@ class DataReUploadingLinear(nn.Module):
     def final_states(self, x: torch.Tensor, path: str | None = None) -> torch.Tensor:
         """``(*, 2**n)`` complex states at the end of the circuit."""
         x, lead = self._flatten(x)
-        h = self.data_hamiltonians(x)
-        cdtype = complex_dtype(h.dtype)
-        psi = plus_state(self.n_qubits, (x.shape[0],), dtype=cdtype, device=x.device)
+        psi = plus_state(self.n_qubits, (x.shape[0],), dtype=complex_dtype(x.dtype), device=x.device)
         if (path or self.path) == "reference":
-            psi = self._circuit_reference(h, psi)
+            psi = self._circuit_reference(self.data_hamiltonians(x), psi)
         else:
-            psi = reupload_circuit(h, self.trainable_unitaries(), psi, 1.0 / self.n_reps)
+            solver = self.resolved_solver()
+            # on CPU the eigendecompositions of the data start in the worker threads while this
+            # thread builds the gates
+            prefetch = Prefetch.start(x, self.n_qubits, solver)
+            if prefetch is None:
+                gates = self.trainable_unitaries()
+            else:
+                with parallel.inline():
+                    gates = self.trainable_unitaries()
+            psi = reupload_features(x, self.n_qubits, gates, psi, 1.0 / self.n_reps, solver, prefetch)
         return psi.reshape(*lead, 2**self.n_qubits)
 
     def _circuit_reference(self, h: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
@@ -199,4 +224,4 @@ class DataReUploadingLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, n_qubits={self.n_qubits}, "
                 f"n_reps={self.n_reps}, angles={self.angles!r}, output_scale={self.output_scale!r}, "
-                f"bias_init={self.bias_init!r}, params={self.num_parameters}")
+                f"bias_init={self.bias_init!r}, solver={self.solver!r}, params={self.num_parameters}")

@@ -1,16 +1,40 @@
-"""Whole circuits with hand-written adjoints, where the structure allows far less work than autograd.
+r"""Whole circuits with hand-written adjoints, where the structure allows far less work than autograd.
 
 :func:`reupload_circuit` runs the data re-uploading circuit
 
-    |psi_R> = U_R E ... U_2 E U_1 E |psi_0>,    E = exp(i t H) = V diag(e^{i t lambda}) V^T,
+    |psi_R> = U_R E ... U_2 E U_1 E |psi_0>,    E = exp(i t H),
 
-for a batch of real symmetric data Hamiltonians ``H`` and shared gates ``U_r``. ``H`` is
-decomposed once per sample. The data unitary is never formed: each re-upload rotates the state
-into the eigenbasis of ``H``, multiplies by phases and rotates back (two real matrix-vector
-products). The backward pass runs the circuit in reverse with the adjoint gates and collects the
-gradient with respect to ``H`` in the eigenbasis, where it is an outer-product sum weighted by the
-divided differences of ``exp(i t lambda)`` (finite at repeated eigenvalues; see
-:mod:`qcreep.sim.unitary`). One ``V P V^T`` product per sample then returns it to the input basis.
+for a batch of real symmetric data Hamiltonians ``H`` and gates ``U_r`` shared by the batch. The
+data unitary is computed once per sample and reused for all ``R`` re-uploads, by one of two solvers
+(:mod:`qcreep.sim.solvers`):
+
+``"eigh"``
+    ``H = V diag(lambda) V^T`` once per sample; ``E`` is never formed. Each re-upload rotates the
+    state into the eigenbasis, multiplies by the phases ``exp(i t lambda)`` and rotates back (two
+    real products of the stacked real and imaginary parts with ``V``). The backward pass runs the
+    circuit in reverse with the adjoint gates and collects the gradient with respect to ``H`` in
+    the eigenbasis: with ``beta_r = V^T psi_r`` (the state entering the ``r``-th ``E``) and
+    ``gamma_r = V^T g_r`` (the gradient leaving it),
+
+        dL/dH = V [ sum_r Re(conj(gamma_r) beta_r^T o F) ] V^T,   F_ij = (e^{it lambda_i} - e^{it lambda_j}) / (lambda_i - lambda_j),
+
+    with ``F_ij = i t q_i q_j sinc(t (lambda_i - lambda_j) / 2)``, ``q = exp(i t lambda / 2)``: the
+    phases fold into the vectors, the sum over ``r`` is one real product of rank ``4R``
+    (symmetrised), and only a real ``sin(x) / x`` is evaluated per matrix entry, finite at repeated
+    eigenvalues. Two products with ``V`` return it to the input basis. On CPU the batch is cut
+    into chunks that run on all cores (:mod:`qcreep.sim.parallel`), forward and backward.
+
+``"expm"``
+    ``E = cos(tH) + i sin(tH)`` from real matrix products only
+    (:func:`qcreep.sim.solvers.expi_cos_sin`, differentiated by autograd). Each re-upload is two
+    real products of the state with ``cos(tH)`` and ``sin(tH)``. The backward pass of the
+    re-uploads is written by hand; the gradients with respect to ``cos(tH)`` and ``sin(tH)``
+    collect all ``R`` re-uploads in one product of rank ``2R`` each.
+
+States are carried as real ``(B, 2, N)`` tensors (real part, imaginary part) inside; a gate acts
+on the flattened ``[Re psi | Im psi]`` as the real ``2N x 2N`` matrix ``[[Re U^T, Im U^T],
+[-Im U^T, Re U^T]]``. Both autograd functions support ``torch.func.vmap`` (their ``vmap`` rules
+stack the vmapped dimension in front, and they take any leading dimensions).
 """
 
 from __future__ import annotations
@@ -18,90 +42,342 @@ from __future__ import annotations
 import torch
 
 from qcreep.errors import QcreepError
+from qcreep.sim import parallel
+from qcreep.sim.solvers import expi_cos_sin, resolve_solver
+from qcreep.sim.states import symmetric_embedding_matrix
 
 
 def _planar(state: torch.Tensor) -> torch.Tensor:
-    """``(B, N)`` complex -> ``(B, 2, N)`` real rows (real part, imaginary part)."""
-    return torch.stack((state.real, state.imag), dim=1)
+    """``(..., N)`` complex -> ``(..., 2, N)`` real rows (real part, imaginary part), taken explicitly."""
+    return torch.stack((state.real, state.imag), dim=-2)
 
 
-def _rotate_in(vecs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-    """``V^T psi`` for real ``V`` ``(B, N, N)`` and complex ``psi`` ``(B, N)``.
+def _gate_matrices(gates: torch.Tensor) -> torch.Tensor:
+    """``(..., R, N, N)`` complex gates -> ``(..., R, 2N, 2N)`` real matrices acting on rows ``[a | b]``.
 
-    Computed as the row product ``psi^T V`` on stacked real and imaginary rows: a ``(2 x N)`` by
-    ``(N x N)`` product per sample runs several times faster than ``(N x N)`` by ``(N x 2)``.
+    ``[a | b] @ M = [Re(U psi) | Im(U psi)]`` for ``psi = a + i b``.
     """
-    rows = _planar(state) @ vecs
-    return torch.complex(rows[:, 0], rows[:, 1])
+    ur, ui = gates.real.mT, gates.imag.mT
+    return torch.cat((torch.cat((ur, ui), -1), torch.cat((-ui, ur), -1)), -2)
 
 
-def _rotate_out(vecs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-    """``V psi``, as the row product ``psi^T V^T``."""
-    rows = _planar(state) @ vecs.mT
-    return torch.complex(rows[:, 0], rows[:, 1])
+def _apply_gate(rows: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """Rows ``(..., B, 2, N)`` times a real gate matrix ``(..., 2N, 2N)``."""
+    return (rows.flatten(-2) @ gate).view(rows.shape)
 
 
-class _ReuploadCircuit(torch.autograd.Function):
+def _expand_front(args, in_dims, size):
+    """vmap rules: move each vmapped dim to the front, expand the others to ``size``."""
+    out = []
+    for a, d in zip(args, in_dims):
+        if isinstance(a, torch.Tensor):
+            a = a.movedim(d, 0) if d is not None else a.expand(size, *a.shape)
+        out.append(a)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# "eigh": one eigendecomposition per sample
+
+
+def _doubled_embedding(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``X + X^T`` (twice the data Hamiltonian) from features ``(..., F)``, zero-padded row-major."""
+    features = x.shape[-1]
+    padded = x.new_empty(*x.shape[:-1], dim * dim)
+    padded[..., :features] = x
+    padded[..., features:] = 0
+    padded = padded.view(*x.shape[:-1], dim, dim)
+    return padded + padded.mT
+
+
+def _decompose(data, n_qubits):
+    """``eigh`` of ``H``, or of the embedding of features (``n_qubits`` given)."""
+    if n_qubits is None:
+        return torch.linalg.eigh(data)
+    lam, vecs = torch.linalg.eigh(_doubled_embedding(data, 2**n_qubits))
+    return lam * 0.5, vecs  # eigenvalues of (X + X^T) / 2, exactly
+
+
+class Prefetch:
+    """The eigendecompositions of a batch of features, started in the CPU workers ahead of the
+    circuit, so that the calling thread can build the gates meanwhile.
+
+    Example:
+        >>> import torch
+        >>> from qcreep.sim import plus_state, special_unitary
+        >>> x = torch.randn(8, 14, dtype=torch.float64)
+        >>> pre = Prefetch.start(x, 2)          # None where it would not help (one thread, GPU, vmap)
+        >>> gates = special_unitary(torch.randn(2, 15, dtype=torch.float64))
+        >>> psi = reupload_features(x, 2, gates, plus_state(2, (8,), dtype=torch.complex128), 0.5, prefetch=pre)
+    """
+
+    def __init__(self, x, n_qubits, chunks):
+        self.x, self.n_qubits = x, n_qubits
+        self.handle = parallel.submit_chunks(lambda a, b: _decompose(x[a:b], n_qubits),
+                                             parallel.chunk_bounds(x.shape[0], chunks))
+
+    @classmethod
+    def start(cls, x: torch.Tensor, n_qubits: int, solver: str = "eigh"):
+        """Start the decompositions of ``x`` ``(B, F)``, or return ``None`` where they would run inline."""
+        if x.dim() != 2 or resolve_solver(solver, x.device) != "eigh":
+            return None
+        chunks = parallel.workers_for(x, x.shape[0])
+        return cls(x.detach(), n_qubits, chunks) if chunks > 1 else None
+
+    def matches(self, x: torch.Tensor, n_qubits: int) -> bool:
+        return (n_qubits == self.n_qubits and x.shape == self.x.shape and x.device == self.x.device
+                and x.detach().data_ptr() == self.x.data_ptr())
+
+
+def _eigh_forward(data, gm, rows, t, n_qubits, decomposition=None):
+    """One chunk of the batch: eigendecompose, run the circuit, keep what the backward needs.
+
+    ``data`` is ``H`` (``n_qubits`` None) or the features whose embedding is ``H``;
+    ``decomposition`` an eigendecomposition computed ahead.
+    """
+    lam, vecs = decomposition if decomposition is not None else _decompose(data, n_qubits)
+    angle = t * lam
+    cos, sin = torch.cos(angle)[..., None, :], torch.sin(angle)[..., None, :]
+    sign_sin = torch.cat((-sin, sin), -2)
+    betas, chis = [], []
+    for r in range(gm.shape[-3]):
+        beta = rows @ vecs  # V^T psi, as rows
+        rotated = beta * cos + beta.flip(-2) * sign_sin  # phases exp(i t lambda)
+        chi = rotated @ vecs.mT  # back to the input basis: E psi
+        rows = _apply_gate(chi, gm[..., r, :, :])
+        betas.append(beta)
+        chis.append(chi.flatten(-2))
+    return rows, lam, vecs, torch.stack(betas, -3), torch.stack(chis, -2)
+
+
+def _eigh_backward(grad, lam, vecs, betas, gm, t, need_data, out_data):
+    """One chunk: reverse pass; gradients at the gate outputs, at ``psi_0``, and at ``H`` or the features.
+
+    ``out_data`` is ``None`` (a fresh ``dL/dH`` is returned) or the tensor to write into: ``dL/dH``
+    of shape ``(..., B, N, N)``, or ``dL/dx`` of shape ``(..., B, F)`` for features ``x``, which is
+    ``dL/dH`` read at the first ``F`` entries (``dL/dH`` is symmetric by construction, so its
+    symmetric part, which the embedding ``(X + X^T) / 2`` takes, is itself).
+    """
+    angle = t * lam
+    cos, sin = torch.cos(angle)[..., None, :], torch.sin(angle)[..., None, :]
+    sign_sin = torch.cat((sin, -sin), -2)  # adjoint phases exp(-i t lambda)
+    gouts, gammas = [], []
+    for r in range(gm.shape[-3] - 1, -1, -1):
+        gouts.append(grad.flatten(-2))
+        gchi = (grad.flatten(-2) @ gm[..., r, :, :].mT).view(grad.shape)  # U^dagger g
+        gamma = gchi @ vecs  # V^T g
+        gammas.append(gamma)
+        grad = (gamma * cos + gamma.flip(-2) * sign_sin) @ vecs.mT  # E^dagger g
+    gouts = torch.stack(gouts[::-1], -2)
+    if not need_data:
+        return out_data, grad, gouts
+    gammas = torch.stack(gammas[::-1], -3)  # (..., B, R, 2, N), circuit order
+    half = 0.5 * t * lam
+    hc, hs = torch.cos(half)[..., None, None, :], torch.sin(half)[..., None, None, :]
+    bp = betas * hc + betas.flip(-2) * torch.cat((-hs, hs), -2)  # beta q: [re; im]
+    gp = gammas * hc + gammas.flip(-2) * torch.cat((hs, -hs), -2)  # gamma conj(q): [re; im]
+    swapped = gp.flip(-2)  # [im; re]
+    # sym(M), M = t sum_r (gp_im bp_re^T - gp_re bp_im^T): one product of rank 4R, pairing the rows
+    # (gp_im, bp_re), (-gp_re, bp_im), (bp_re, gp_im), (-bp_im, gp_re), each scaled by t / 2
+    scale = torch.tensor([0.5 * t, -0.5 * t], dtype=lam.dtype, device=lam.device)[:, None]
+    left = (torch.cat((swapped, bp), -3) * scale).flatten(-3, -2)
+    right = torch.cat((bp, swapped), -3).flatten(-3, -2)
+    weights = left.mT @ right
+    x = half[..., :, None] - half[..., None, :]
+    sinc = torch.sin(x)
+    weights.mul_(sinc.div_(x).nan_to_num_(nan=1.0))  # sin(x)/x, 1 at x = 0
+    if parallel.transforms_active():  # no out= on the tensors of a torch.func transform
+        grad_h = vecs @ weights @ vecs.mT
+        if out_data is not None:
+            raise QcreepError("internal: out_data is not used under torch.func transforms")
+        return grad_h, grad, gouts
+    # V W V^T, reusing the two dead buffers (fresh large tensors cost page faults on CPU)
+    rotated = torch.matmul(vecs, weights, out=x)
+    if out_data is None:
+        return torch.matmul(rotated, vecs.mT, out=sinc), grad, gouts
+    if out_data.dim() == grad.dim():  # dL/dH
+        torch.matmul(rotated, vecs.mT, out=out_data)
+    else:  # dL/dx: the first F entries of dL/dH
+        grad_h = torch.matmul(rotated, vecs.mT, out=sinc)
+        out_data.copy_(grad_h.flatten(-2)[..., : out_data.shape[-1]])
+    return out_data, grad, gouts
+
+
+class _EighCircuit(torch.autograd.Function):
+    """``(data, gm, rows0, t, n_qubits) -> (rows, *saved)``, ``saved`` per chunk: ``lam, vecs, betas, chis``.
+
+    ``data`` is ``H`` (``n_qubits`` None) or features ``(..., B, F)`` embedded as ``(X + X^T) / 2``
+    inside each chunk, so that the embedding and its adjoint run on all cores with the rest.
+    """
+
     @staticmethod
-    def forward(ctx, h, gates, psi0, t):
-        lam, vecs = torch.linalg.eigh(h)
-        phases = torch.polar(torch.ones_like(lam), t * lam)
-        psi = psi0
-        betas, chis = [], []
-        for gate in gates:
-            beta = _rotate_in(vecs, psi)
-            chi = _rotate_out(vecs, phases * beta)
-            psi = chi @ gate.transpose(0, 1)
-            betas.append(beta)
-            chis.append(chi)
-        ctx.save_for_backward(lam, vecs, phases, gates, torch.stack(betas, -1), torch.stack(chis, 0))
+    def forward(data, gm, rows0, t, n_qubits, prefetch=None):
+        bdim = rows0.dim() - 3
+        rows = rows0.shape[bdim]
+        if prefetch is not None:
+            chunks = len(prefetch.handle.bounds)
+            index = {start: k for k, (start, _) in enumerate(prefetch.handle.bounds)}
+        else:
+            chunks = parallel.workers_for(rows0, rows)
+
+        def run(start, stop):
+            decomposition = prefetch.handle.result(index[start]) if prefetch is not None else None
+            return _eigh_forward(data.narrow(bdim, start, stop - start), gm,
+                                 rows0.narrow(bdim, start, stop - start), t, n_qubits, decomposition)
+
+        try:
+            parts = parallel.run_chunks(run, rows, chunks)
+        finally:
+            if prefetch is not None:
+                prefetch.handle.finish()
+        out = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts], bdim)
+        return (out, *(x for p in parts for x in p[1:]))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        data, gm, rows0, t, n_qubits, _ = inputs
+        saved = output[1:]
+        ctx.mark_non_differentiable(*saved)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(gm, *saved)
         ctx.t = t
-        return psi
+        ctx.bdim = rows0.dim() - 3
+        ctx.data_shape = data.shape
+        ctx.features = n_qubits is not None
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        lam, vecs, phases, gates, betas, chis = ctx.saved_tensors
-        need_h, need_gates, need_psi0 = ctx.needs_input_grad[:3]
-        grad_gates = torch.zeros_like(gates) if need_gates else None
-        gammas = []
-        for r in range(gates.shape[0] - 1, -1, -1):
-            if need_gates:
-                # d/dU_r of the real loss: sum over the batch of g chi^H
-                grad_gates[r] = grad.transpose(0, 1) @ chis[r].conj()
-            grad_chi = grad @ gates[r].conj()  # U^H g, for row-vector states
-            gamma = _rotate_in(vecs, grad_chi)
-            gammas.append(gamma)
-            grad = _rotate_out(vecs, phases.conj() * gamma)  # E^H g
-        grad_h = None
-        if need_h:
-            # Re(sum_r gamma_r beta_r^H o conj(F)) with conj(F_ij) = -i t conj(q_i q_j) sinc(...),
-            # q = exp(i t lambda / 2): the phases of F fold into the vectors before the outer product,
-            # so only the real sinc factor is evaluated per matrix entry.
-            half = torch.polar(torch.ones_like(lam), 0.5 * ctx.t * lam).conj()
-            gammas = torch.stack(gammas[::-1], -1) * half[..., None]  # (B, N, R), circuit order
-            betas = betas * half.conj()[..., None]
-            outer = gammas @ betas.conj().transpose(-1, -2)
-            gap = (0.5 * ctx.t / torch.pi) * (lam[..., :, None] - lam[..., None, :])
-            # Re(-i t w) = t Im(w): the gradient with respect to a real H, taken explicitly
-            weights = (ctx.t * outer.imag) * torch.sinc(gap)
-            grad_h = vecs @ weights @ vecs.mT
-            grad_h = 0.5 * (grad_h + grad_h.mT)
-        return grad_h, grad_gates, (grad if need_psi0 else None), None
+    def backward(ctx, grad, *_):
+        if grad is None:
+            return None, None, None, None, None, None
+        gm, *saved = ctx.saved_tensors
+        need_data, need_gm, need_rows0 = ctx.needs_input_grad[:3]
+        t, bdim = ctx.t, ctx.bdim
+        chunks = [saved[i:i + 4] for i in range(0, len(saved), 4)]
+        sizes = [c[0].shape[bdim] for c in chunks]
+        starts = [sum(sizes[:k]) for k in range(len(sizes))]
+        # each chunk writes its gradient into its slice of one tensor (no concatenation), except
+        # under torch.func transforms, where the gradients are returned and concatenated
+        direct = need_data and not parallel.transforms_active()
+        grad_data = grad.new_empty(ctx.data_shape) if direct else None
+
+        def run(k):
+            lam, vecs, betas, _ = chunks[k]
+            g = grad.narrow(bdim, starts[k], sizes[k])
+            out = grad_data.narrow(bdim, starts[k], sizes[k]) if direct else None
+            return _eigh_backward(g, lam, vecs, betas, gm, t, need_data, out)
+
+        if len(chunks) == 1:
+            parts = [run(0)]
+        else:
+            parts = parallel.run_chunks(lambda a, b: run(a), len(chunks), len(chunks))
+        if need_data and not direct:
+            grad_data = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts], bdim)
+            if ctx.features:  # dL/dx: the first F entries of the symmetric dL/dH
+                grad_data = grad_data.flatten(-2)[..., : ctx.data_shape[-1]]
+        grad_rows0 = parts[0][1] if len(parts) == 1 else torch.cat([p[1] for p in parts], bdim)
+        grad_gm = None
+        if need_gm:
+            gouts = parts[0][2] if len(parts) == 1 else torch.cat([p[2] for p in parts], bdim)
+            chis = chunks[0][3] if len(chunks) == 1 else torch.cat([c[3] for c in chunks], bdim)
+            # sum over the batch of chi_r^T g_r, for every r at once
+            grad_gm = chis.movedim(-2, -3).mT @ gouts.movedim(-2, -3)
+        return (grad_data if need_data else None), grad_gm, (grad_rows0 if need_rows0 else None), None, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, data, gm, rows0, t, n_qubits, prefetch=None):
+        data, gm, rows0 = _expand_front((data, gm, rows0), in_dims[:3], info.batch_size)
+        out = _EighCircuit.apply(data, gm, rows0, t, n_qubits, None)
+        return out, (0,) * len(out)
 
 
-def reupload_circuit(h: torch.Tensor, gates: torch.Tensor, psi0: torch.Tensor, t: float) -> torch.Tensor:
+# ----------------------------------------------------------------------------------------------
+# "expm": the data unitary from products
+
+
+class _ProductCircuit(torch.autograd.Function):
+    """``(cos, sin, gm, rows0) -> (rows, ins, chis)`` with ``E = cos + i sin`` formed per sample."""
+
+    @staticmethod
+    def forward(cos, sin, gm, rows):
+        ins, chis = [], []
+        for r in range(gm.shape[-3]):
+            pc, ps = rows @ cos.mT, rows @ sin.mT  # (C psi)^T, (S psi)^T for real and imaginary rows
+            chi = torch.stack((pc[..., 0, :] - ps[..., 1, :], ps[..., 0, :] + pc[..., 1, :]), -2)
+            ins.append(rows)
+            chis.append(chi.flatten(-2))
+            rows = _apply_gate(chi, gm[..., r, :, :])
+        return rows, torch.cat(ins, -2), torch.stack(chis, -2)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        cos, sin, gm, _ = inputs
+        _, ins, chis = output
+        ctx.mark_non_differentiable(ins, chis)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(cos, sin, gm, ins, chis)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad, *_):
+        if grad is None:
+            return None, None, None, None
+        cos, sin, gm, ins, chis = ctx.saved_tensors
+        need_cos, need_sin, need_gm, need_rows0 = ctx.needs_input_grad
+        gouts, gcs, gss = [], [], []
+        for r in range(gm.shape[-3] - 1, -1, -1):
+            gouts.append(grad.flatten(-2))
+            gchi = (grad.flatten(-2) @ gm[..., r, :, :].mT).view(grad.shape)
+            g_re, g_im = gchi[..., 0, :], gchi[..., 1, :]
+            g_ps = torch.stack((g_im, -g_re), -2)  # adjoint of the real/imaginary combination
+            gcs.append(gchi)
+            gss.append(g_ps)
+            grad = gchi @ cos + g_ps @ sin
+        # dL/dC = sum_r g_pc,r^T rows_r, all r in one product (rows in circuit order)
+        grad_cos = torch.cat(gcs[::-1], -2).mT @ ins if need_cos else None
+        grad_sin = torch.cat(gss[::-1], -2).mT @ ins if need_sin else None
+        grad_gm = None
+        if need_gm:
+            gouts = torch.stack(gouts[::-1], -2)
+            grad_gm = chis.movedim(-2, -3).mT @ gouts.movedim(-2, -3)
+        return grad_cos, grad_sin, grad_gm, (grad if need_rows0 else None)
+
+    @staticmethod
+    def vmap(info, in_dims, cos, sin, gm, rows0):
+        args = _expand_front((cos, sin, gm, rows0), in_dims, info.batch_size)
+        out = _ProductCircuit.apply(*args)
+        return out, (0,) * len(out)
+
+
+def reupload_circuit(h: torch.Tensor, gates: torch.Tensor, psi0: torch.Tensor, t: float,
+                     solver: str = "eigh") -> torch.Tensor:
     """Final states of ``prod_r [U_r exp(i t H)] |psi0>``.
 
     Args:
-        h: ``(B, N, N)`` real symmetric data Hamiltonians.
+        h: ``(B, N, N)`` real symmetric data Hamiltonians (``"eigh"`` reads the lower triangle,
+            ``"expm"`` the whole matrix).
         gates: ``(R, N, N)`` complex gates, shared by the batch, applied in order ``r = 0..R-1``.
             They need not be unitary (the published code's complex-angle mode).
         psi0: ``(B, N)`` complex initial states.
         t: time of each data unitary (``1 / R`` in the paper).
+        solver: ``"eigh"``, ``"expm"`` or ``"auto"`` (by the device of ``h``); see
+            :mod:`qcreep.sim.solvers`.
 
     Returns:
         ``(B, N)`` complex final states. Differentiable in ``h``, ``gates`` and ``psi0``.
+
+    Example:
+        >>> import torch
+        >>> from qcreep.sim import plus_state, special_unitary
+        >>> h = torch.randn(3, 4, 4, dtype=torch.float64)
+        >>> h = h + h.mT
+        >>> gates = special_unitary(torch.randn(2, 15, dtype=torch.float64))
+        >>> psi = reupload_circuit(h, gates, plus_state(2, (3,), dtype=torch.complex128), 0.5)
+        >>> psi.shape
+        torch.Size([3, 4])
+        >>> other = reupload_circuit(h, gates, plus_state(2, (3,), dtype=torch.complex128), 0.5, solver="expm")
+        >>> bool(torch.allclose(psi, other, atol=1e-12))
+        True
     """
     if h.is_complex() or h.dim() != 3 or h.shape[-1] != h.shape[-2]:
         raise QcreepError(f"h must be real with shape (B, N, N), got {tuple(h.shape)} {h.dtype}")
@@ -110,4 +386,52 @@ def reupload_circuit(h: torch.Tensor, gates: torch.Tensor, psi0: torch.Tensor, t
         raise QcreepError(f"gates must be complex with shape (R, {n}, {n}), got {tuple(gates.shape)} {gates.dtype}")
     if psi0.shape != h.shape[:2] or not psi0.is_complex():
         raise QcreepError(f"psi0 must be complex with shape {tuple(h.shape[:2])}, got {tuple(psi0.shape)} {psi0.dtype}")
-    return _ReuploadCircuit.apply(h, gates, psi0, float(t))
+    gm = _gate_matrices(gates)
+    rows0 = _planar(psi0)
+    if resolve_solver(solver, h.device) == "expm":
+        cos, sin = expi_cos_sin(h, float(t))
+        rows = _ProductCircuit.apply(cos, sin, gm, rows0)[0]
+    else:
+        rows = _EighCircuit.apply(h, gm, rows0, float(t), None, None)[0]
+    return torch.complex(rows[..., 0, :], rows[..., 1, :])
+
+
+def reupload_features(x: torch.Tensor, n_qubits: int, gates: torch.Tensor, psi0: torch.Tensor, t: float,
+                      solver: str = "eigh", prefetch: Prefetch | None = None) -> torch.Tensor:
+    """:func:`reupload_circuit` of the data Hamiltonians ``H = (X + X^T) / 2`` of features ``x``.
+
+    The same states as ``reupload_circuit(symmetric_embedding_matrix(x, n_qubits), ...)``. With
+    ``"eigh"`` the embedding and its adjoint run inside the chunks of the circuit (on all CPU
+    cores, with no ``(B, N, N)`` tensor of ``H`` or of its gradient kept for the whole batch).
+
+    Args:
+        x: ``(B, F)`` real features, ``F <= 4**n_qubits``.
+        n_qubits: register size; ``N = 2**n_qubits``.
+        gates, psi0, t, solver: as in :func:`reupload_circuit`.
+        prefetch: the eigendecompositions of ``x`` started ahead by :meth:`Prefetch.start` (used with
+            ``"eigh"`` when it was started for this very ``x``).
+
+    Example:
+        >>> import torch
+        >>> from qcreep.sim import plus_state, special_unitary, symmetric_embedding_matrix
+        >>> x = torch.randn(3, 14, dtype=torch.float64)
+        >>> gates = special_unitary(torch.randn(2, 15, dtype=torch.float64))
+        >>> psi0 = plus_state(2, (3,), dtype=torch.complex128)
+        >>> a = reupload_features(x, 2, gates, psi0, 0.5)
+        >>> b = reupload_circuit(symmetric_embedding_matrix(x, 2), gates, psi0, 0.5)
+        >>> bool(torch.allclose(a, b, atol=1e-12))
+        True
+    """
+    dim = 2**n_qubits
+    if x.is_complex() or x.dim() != 2 or x.shape[-1] > dim * dim:
+        raise QcreepError(f"x must be real with shape (B, F), F <= {dim * dim}, got {tuple(x.shape)} {x.dtype}")
+    if resolve_solver(solver, x.device) == "expm":
+        return reupload_circuit(symmetric_embedding_matrix(x, n_qubits), gates, psi0, t, "expm")
+    if gates.dim() != 3 or gates.shape[1:] != (dim, dim) or not gates.is_complex():
+        raise QcreepError(f"gates must be complex with shape (R, {dim}, {dim}), got {tuple(gates.shape)} {gates.dtype}")
+    if psi0.shape != (x.shape[0], dim) or not psi0.is_complex():
+        raise QcreepError(f"psi0 must be complex with shape {(x.shape[0], dim)}, got {tuple(psi0.shape)} {psi0.dtype}")
+    if prefetch is not None and not prefetch.matches(x, n_qubits):
+        raise QcreepError("prefetch was started for other features")
+    rows = _EighCircuit.apply(x, _gate_matrices(gates), _planar(psi0), float(t), n_qubits, prefetch)[0]
+    return torch.complex(rows[..., 0, :], rows[..., 1, :])

@@ -47,7 +47,7 @@ def pauli_words(n_qubits: int) -> list[str]:
     return [w for w in words if set(w) != {"I"}]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _masks(n_qubits: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """x and z masks of all ``4**n`` words (identity first), in basis order."""
     xs, zs = [], []
@@ -81,7 +81,7 @@ def _popcount(t: torch.Tensor) -> torch.Tensor:
     return count
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tables_cpu(n_qubits: int):
     dim = 2**n_qubits
     xs, zs = _masks(n_qubits)

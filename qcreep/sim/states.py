@@ -12,6 +12,7 @@ import math
 import torch
 
 from qcreep.errors import QcreepError
+from qcreep.sim import parallel
 from qcreep.sim.paulis import _complex_of, _popcount, pauli_masks
 from qcreep.sim.unitary import expi_hermitian
 
@@ -34,11 +35,68 @@ def apply_matrix(matrix: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
     return (matrix @ state.unsqueeze(-1)).squeeze(-1)
 
 
+class _SymmetricEmbedding(torch.autograd.Function):
+    """``x (..., F) -> (X + X^T) / 2`` with ``X`` the zero-padded, row-major ``2**n x 2**n`` matrix.
+
+    Forward and backward are one pass each over the matrices, cut into chunks over the CPU cores
+    (:mod:`qcreep.sim.parallel`). The backward pass is ``(G + G^T) / 2``, read at the first ``F``
+    entries.
+    """
+
+    @staticmethod
+    def forward(x, n_qubits):
+        dim = 2**n_qubits
+        features = x.shape[-1]
+        flat = x.reshape(-1, features)
+        rows = flat.shape[0]
+        out = flat.new_empty(rows, dim, dim)
+
+        def run(start, stop):
+            padded = flat.new_empty(stop - start, dim * dim)
+            padded[:, :features] = flat[start:stop]
+            padded[:, features:] = 0
+            padded = padded.view(-1, dim, dim)
+            torch.add(padded, padded.mT, out=out[start:stop]).mul_(0.5)
+
+        parallel.run_chunks(run, rows, parallel.workers_for(flat, rows))
+        return out.view(*x.shape[:-1], dim, dim)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, _ = inputs
+        ctx.x_shape = x.shape
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        features = ctx.x_shape[-1]
+        flat = grad.reshape(-1, *grad.shape[-2:])
+        rows = flat.shape[0]
+        out = grad.new_empty(rows, features)
+
+        def run(start, stop):
+            g = flat[start:stop]
+            both = torch.add(g, g.mT)
+            torch.mul(both.view(stop - start, -1)[:, :features], 0.5, out=out[start:stop])
+
+        parallel.run_chunks(run, rows, parallel.workers_for(flat, rows))
+        return out.view(ctx.x_shape), None
+
+    @staticmethod
+    def vmap(info, in_dims, x, n_qubits):
+        return _SymmetricEmbedding.apply(x.movedim(in_dims[0], 0), n_qubits), 0
+
+
 def symmetric_embedding_matrix(x: torch.Tensor, n_qubits: int) -> torch.Tensor:
     """The paper's data Hamiltonian ``H = (X + X^T) / 2``.
 
     ``x`` of shape ``(..., F)`` with ``F <= 4**n`` is zero-padded to ``4**n`` and reshaped
     row-major to ``2**n x 2**n`` matrices ``X``. Returns a real symmetric ``(..., 2**n, 2**n)`` tensor.
+
+    Example:
+        >>> symmetric_embedding_matrix(torch.tensor([1.0, 2.0, 4.0]), 1)
+        tensor([[1., 3.],
+                [3., 0.]])
     """
     if x.is_complex():
         raise QcreepError("the data Hamiltonian is built from real features; got a complex tensor")
@@ -46,18 +104,22 @@ def symmetric_embedding_matrix(x: torch.Tensor, n_qubits: int) -> torch.Tensor:
     if x.shape[-1] > dim * dim:
         raise QcreepError(f"{x.shape[-1]} features do not fit a {n_qubits}-qubit Hamiltonian "
                           f"(at most 4**{n_qubits} = {dim * dim})")
-    padded = torch.nn.functional.pad(x, (0, dim * dim - x.shape[-1]))
-    mat = padded.reshape(*x.shape[:-1], dim, dim)
-    return 0.5 * (mat + mat.transpose(-1, -2))
+    return _SymmetricEmbedding.apply(x, n_qubits)
 
 
-def hamiltonian_embedding(h: torch.Tensor, t: float = 1.0) -> torch.Tensor:
+def hamiltonian_embedding(h: torch.Tensor, t: float = 1.0, solver: str = "eigh") -> torch.Tensor:
     """The data unitary ``exp(i t H)`` of a batch of real symmetric Hamiltonians.
 
-    One eigendecomposition per Hamiltonian; the returned unitary can be applied as many times as
-    the circuit re-uploads the data. See :func:`qcreep.sim.unitary.expi_hermitian`.
+    Computed once; the returned unitary can be applied as many times as the circuit re-uploads the
+    data. ``solver`` is ``"eigh"``, ``"expm"`` or ``"auto"``; see
+    :func:`qcreep.sim.unitary.expi_hermitian` and :mod:`qcreep.sim.solvers`.
+
+    Example:
+        >>> u = hamiltonian_embedding(torch.zeros(2, 4, 4), 0.1, solver="expm")
+        >>> u.shape, u.dtype
+        (torch.Size([2, 4, 4]), torch.complex64)
     """
-    return expi_hermitian(h, t)
+    return expi_hermitian(h, t, solver)
 
 
 def probabilities(state: torch.Tensor) -> torch.Tensor:
