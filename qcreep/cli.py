@@ -418,10 +418,13 @@ def cmd_summary(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from qcreep.files import results_lock
     from qcreep.report import load_records, markdown_table, summarize, write_report
 
-    paths = write_report(args.results_dir, args.out)
-    print(markdown_table(summarize(load_records(args.results_dir))))
+    records = load_records(args.results_dir)  # a missing or empty folder fails before anything is locked
+    with results_lock(args.out or args.results_dir):
+        paths = write_report(args.results_dir, args.out)
+    print(markdown_table(summarize(records)))
     print("\nwritten: " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
     return 0
 

@@ -256,3 +256,41 @@ def test_stacked_executor_and_errors(tmp_path, digits):
         fit_stacked([configs[0], configs[0].replace(lr=1e-2, seed=1)], tmp_path / "x", log=Log(), data=digits)
     with pytest.raises(ConfigError, match=r"seed_parallel must be an integer >= 1"):
         LocalExecutor(seed_parallel=0)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 2e-5)])
+def test_stacked_per_step_losses_match_lone_over_the_first_epoch(digits, dtype, tol):
+    import torch.nn.functional as F
+
+    from qcreep.stacked import StackedModel
+    from qcreep.train import build_run_model, epoch_permutation, prepare_data
+
+    configs = [TrainConfig(dataset="digits", level=2, seed=s, epochs=1, lr=5e-3, dtype=dtype, **TINY).validate()
+               for s in (0, 1, 2)]
+    fit_part = prepare_data(configs[0], digits).fit
+    torch_dtype = getattr(torch, dtype)
+    lone_models = [build_run_model(c) for c in configs]
+    stacked = StackedModel([build_run_model(c) for c in configs])
+    lone_opts = [torch.optim.Adam(m.parameters(), lr=5e-3) for m in lone_models]
+    stacked_opt = torch.optim.Adam(list(stacked.params.values()), lr=5e-3)
+    perms = [epoch_permutation(len(fit_part), c.seed, 0) for c in configs]
+    steps = 0
+    for start in range(0, len(fit_part), 20):
+        idx = [p[start:start + 20] for p in perms]
+        lone_losses = []
+        for model, opt, i in zip(lone_models, lone_opts, idx):
+            loss = F.cross_entropy(model(fit_part.x[i].to(torch_dtype)), fit_part.y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            lone_losses.append(float(loss.detach()))
+        xb = torch.stack([fit_part.x[i] for i in idx]).to(torch_dtype)
+        yb = torch.stack([fit_part.y[i] for i in idx])
+        out = stacked(xb)
+        losses = F.cross_entropy(out.flatten(0, 1), yb.flatten(), reduction="none").view(3, -1).mean(1)
+        stacked_opt.zero_grad()
+        losses.sum().backward()
+        stacked_opt.step()
+        assert losses.tolist() == pytest.approx(lone_losses, rel=tol, abs=tol), f"step {steps}"
+        steps += 1
+    assert steps == 4  # 70 fitted examples in batches of 20
