@@ -8,7 +8,8 @@ the published code's complex (non-unitary) angles, on one or more datasets.
 
 The protocol is the published PyTorch one (Adam, lr 5e-4, batch 200, 10 re-uploads, the published
 readout with N(0, 1) biases and no output scale, no validation split, no tuning) on the full
-data. On a GPU the 5 seeds of each rung train together as one stacked model (``--seed-parallel``). ``--quick`` keeps that protocol and the full data but trains 5 epochs with 2 seeds, so the
+data. On a GPU the 5 seeds of each rung train together as one stacked model (``--seed-parallel``).
+``--quick`` keeps that protocol and the full data but trains 5 epochs with 2 seeds, so the
 numbers compare with the published ones at epochs 1 and 5. Runs go seed by seed (every rung of
 seed 0, then of seed 1, ...), so a stopped reproduction still has every rung at the first seed;
 rerun the same command to continue (finished runs are skipped, unfinished ones resume from their

@@ -390,8 +390,14 @@ def cmd_summary(args) -> int:
     import torch
 
     from qcreep.data import get_spec
-    from qcreep.models import build_model, format_summary, hybridnet, level_assignment, parse_assignment
-    from qcreep.models import twin_assignment
+    from qcreep.models import (
+        build_model,
+        format_summary,
+        hybridnet,
+        level_assignment,
+        parse_assignment,
+        twin_assignment,
+    )
 
     spec = get_spec(args.dataset)
     backbone = hybridnet(spec.input_shape, spec.num_classes)

@@ -51,10 +51,10 @@ Example:
     >>> check_memory(est, available=16 * 2**30)  # fits: returns the available bytes
     17179869184
     >>> big = estimate_memory(n_reps=1_000_000)
-    >>> check_memory(big, available=16 * 2**30)
+    >>> check_memory(big, available=16 * 2**30)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    qcreep.errors.ConfigError: these settings need about 2.1 TiB (re-uploading gates: 976.6 GiB for n_reps=1000000 at 7 qubits) but this machine has 16.0 GiB available; lower --n-reps, --n-qubits or --batch-size
+    qcreep.errors.ConfigError: these settings need about 2.1 TiB (re-uploading gates: 976.6 GiB for ...
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class Backbone:
         for step in self.steps:
             if isinstance(step, FixedStep) and step.op not in FIXED_OPS:
                 raise QcreepError(f"unknown fixed step '{step.op}'; valid: {', '.join(sorted(FIXED_OPS))}")
-        for level, quantum_slots in self.levels.items():
+        for quantum_slots in self.levels.values():
             for slot in quantum_slots:
                 self.slot(slot)
 
@@ -151,7 +151,8 @@ def parse_assignment(spec, backbone: Backbone) -> dict[str, str]:
         items = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
             if "=" not in part:
-                raise QcreepError(f"assignment entries look like SLOT=LAYER (e.g. conv1=flipped_quanv3x3), got '{part}'")
+                raise QcreepError("assignment entries look like SLOT=LAYER (e.g. conv1=flipped_quanv3x3), "
+                                  f"got '{part}'")
             slot, layer = (x.strip() for x in part.split("=", 1))
             if slot in items:
                 raise QcreepError(f"slot '{slot}' is assigned twice in '{spec}'")
@@ -259,7 +260,8 @@ class SlotNetwork(nn.Module):
                 try:
                     layer = create_layer(layer_name, step.slot, **layer_options)
                 except QcreepError as err:
-                    raise QcreepError(f"slot '{step.name}' ({step.slot.describe()}), layer '{layer_name}': {err}") from None
+                    raise QcreepError(f"slot '{step.name}' ({step.slot.describe()}), layer '{layer_name}': "
+                                      f"{err}") from None
                 if check:
                     self._check_layer(step, layer_name, layer, layer_options)
                 self.steps[step.name] = layer
@@ -279,9 +281,11 @@ class SlotNetwork(nn.Module):
                 message = " ".join(str(err).split())
                 if not isinstance(err, QcreepError):
                     message = f"it fails on input {(1, *in_shape)} ({type(err).__name__}: {message})"
-                raise QcreepError(f"slot '{step.name}' ({step.slot.describe()}), layer '{layer_name}': {message}") from None
+                raise QcreepError(f"slot '{step.name}' ({step.slot.describe()}), layer '{layer_name}': "
+                                  f"{message}") from None
         if tuple(y.shape[1:]) != tuple(out_shape) or y.is_complex():
-            raise QcreepError(f"slot '{step.name}' expects real output {tuple(out_shape)} from input {tuple(in_shape)}; "
+            raise QcreepError(f"slot '{step.name}' expects real output {tuple(out_shape)} from input "
+                              f"{tuple(in_shape)}; "
                               f"layer '{layer_name}' gave {tuple(y.shape[1:])} {y.dtype}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

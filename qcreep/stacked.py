@@ -163,7 +163,8 @@ def _unstack_optimizer_state(stacked: StackedModel, optimizer: torch.optim.Optim
                                           "exp_avg_sq": state["exp_avg_sq"][k].detach().clone()}
 
 
-def train_stacked(trackers: list[RunTracker], data: RunData, progress=None, stop_after: int | None = None) -> list[dict]:
+def train_stacked(trackers: list[RunTracker], data: RunData, progress=None,
+                  stop_after: int | None = None) -> list[dict]:
     """Train the trackers' runs (same rung and start epoch) together; return their records."""
     config = trackers[0].config
     device, dtype = trackers[0].device, trackers[0].dtype

@@ -271,7 +271,8 @@ def rung_groups(configs: list[TrainConfig], tuned: tuple[str, ...] = ()) -> list
     return list(groups.values())
 
 
-def tune_and_finalise(configs, out_dir, spec: TuningSpec, *, executor, progress, log, data, resume) -> list[TrainConfig]:
+def tune_and_finalise(configs, out_dir, spec: TuningSpec, *, executor, progress, log, data,
+                      resume) -> list[TrainConfig]:
     """Run every rung's trials (resuming finished ones), choose, and return the final configs."""
     spec.validate()
     groups = rung_groups(configs, tuple(spec.grid))
@@ -286,7 +287,8 @@ def tune_and_finalise(configs, out_dir, spec: TuningSpec, *, executor, progress,
     for group, trials in zip(groups, trials_of):
         block = choose(spec, trials, tuning_dir(out_dir))
         base = group[0]
-        atomic_write_json(tuning_dir(out_dir) / f"{base.dataset}_{_slug(base)}_{base.angles}_{trials[0].config_hash}.json",
+        name = f"{base.dataset}_{_slug(base)}_{base.angles}_{trials[0].config_hash}.json"
+        atomic_write_json(tuning_dir(out_dir) / name,
                           {"dataset": base.dataset, "label": base.rung_label, "angles": base.angles, **block})
         if log is not None:
             chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in block["chosen"].items())

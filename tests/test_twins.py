@@ -177,7 +177,8 @@ def test_dense_twin_matches_the_reuploading_head(sizes, n_reps, extra_qubits, ou
 def test_paper_and_digits_heads_sizes():
     # the paper's head: 10 * (4**7 - 1) + 10 = 163840 parameters
     paper = match_reuploading(*PAPER)
-    assert (paper.hidden, paper.outcomes, paper.constant_outcomes, paper.target, paper.n_qubits) == (13, 53, 3, 163840, 7)
+    sizes = (paper.hidden, paper.outcomes, paper.constant_outcomes, paper.target, paper.n_qubits)
+    assert sizes == (13, 53, 3, 163840, 7)
     assert 13 * 12544 + 13 + 13 * 53 + 56 + 10 == 163840
     digits = match_reuploading(*DIGITS)
     assert (digits.hidden, digits.outcomes, digits.constant_outcomes, digits.target) == (9, 100, 5, 10240)

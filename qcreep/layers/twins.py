@@ -390,7 +390,8 @@ class DenseTwin(nn.Module):
                 f"outcomes={self.outcomes}, constant_outcomes={self.constant_outcomes}, "
                 f"output_scale={self.output_scale!r}, bias_init={self.bias_init!r}, params={self.num_parameters}")
         if self.matched_to:
-            text += f", twin of data_reuploading(n_qubits={self.matched_to['n_qubits']}, n_reps={self.matched_to['n_reps']})"
+            matched = self.matched_to
+            text += f", twin of data_reuploading(n_qubits={matched['n_qubits']}, n_reps={matched['n_reps']})"
         return text
 
 

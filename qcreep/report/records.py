@@ -18,9 +18,9 @@ import json
 import math
 from pathlib import Path
 
-TUNING_FOLDER = "tuning"  # where qcreep run keeps tuning trials (qcreep.tuning.TUNING_DIR)
-
 from qcreep.errors import QcreepError
+
+TUNING_FOLDER = "tuning"  # where qcreep run keeps tuning trials (qcreep.tuning.TUNING_DIR)
 
 #: Record format versions this module can read. Version 2 adds the optional keys of the fair ladder
 #: (validation curves, best epoch, tuning, twins, readout, solver, split); version 1 records lack them.

@@ -130,8 +130,8 @@ def _unitarity_summary(records: list[dict]) -> dict | None:
     per_epoch = [v for rec in records for v in (rec.get("unitarity_errors") or [])
                  if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if per_epoch:
-        out["max_unitarity_error"] = max([float(max(per_epoch))] + ([out["max_unitarity_error"]]
-                                                                      if out["max_unitarity_error"] is not None else []))
+        final = out["max_unitarity_error"]
+        out["max_unitarity_error"] = max(float(max(per_epoch)), final if final is not None else float("-inf"))
     return out
 
 
