@@ -57,7 +57,6 @@ from __future__ import annotations
 import gzip
 import io
 import math
-import numbers
 import os
 import pickle
 import re
@@ -69,6 +68,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from qcreep.checks import is_int
 from qcreep.errors import DataError, QcreepError
 
 __all__ = [
@@ -566,7 +566,7 @@ class Split:
 def _check_limit(name: str, value) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_int(value) or value < 1:
         raise QcreepError(
             f"{name} must be a positive integer or None (all examples), got {value!r}"
         )

@@ -62,6 +62,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from qcreep.checks import check_int
 from qcreep.errors import ConfigError
 
 #: Fraction of the available memory that the estimate may use.
@@ -108,9 +109,7 @@ def _get(config_like, key, default=None):
 
 
 def _count(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return check_int(value, name, minimum, error=ConfigError)
 
 
 def _dtype_bytes(value) -> int:

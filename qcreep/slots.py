@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from qcreep.checks import check_int
 from qcreep.errors import QcreepError
 
 
 def _positive_int(value, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise QcreepError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return value
+    return check_int(value, what, minimum)
 
 
 @dataclass(frozen=True)

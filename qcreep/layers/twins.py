@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qcreep.checks import check_int
 from qcreep.errors import QcreepError
 from qcreep.layers.registry import register_layer
 from qcreep.layers.reupload import DataReUploadingLinear, check_readout
@@ -38,9 +39,7 @@ _RMS_EPS = 1e-12
 
 
 def _check_int(owner: str, name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise QcreepError(f"{owner} {name} must be an integer >= {low}, got {value!r}")
-    return value
+    return check_int(value, f"{owner} {name}", low)
 
 
 def _float_dtype(owner: str, dtype) -> torch.dtype:
