@@ -1,27 +1,35 @@
 #!/usr/bin/env python
 """Speed and memory of qcreep's quantum layers at the sizes of the paper (arXiv:2409.17583).
 
-    python benchmarks/bench_layers.py [--quick] [--repeats N] [--json PATH] [--device cpu|cuda]
+    python benchmarks/bench_layers.py [--quick] [--device cpu|cuda] [--solver auto|eigh|expm]
+                                      [--repeats N] [--json PATH]
 
 Sizes: batch 200; FlippedQuanv3x3 1->32 on 32x32 then 32->16 on 30x30; DataReUploadingLinear
-12544 -> 10 with 7 qubits and 10 re-uploads.
+12544 -> 10 with 7 qubits and 10 re-uploads; the paper's HybridNet at levels 0, 1 and 2.
 
-What is measured:
+What is measured (everything on ``--device``; ``--solver`` is the solver of the quantum layers,
+``auto`` by default, and the report names the solver it resolves to):
 
-1. the FlippedQuanv3x3 fast path against ``nn.Conv2d`` of the same shapes (both layers chained);
-2. the DataReUploadingLinear fast path against one batched ``torch.linalg.eigh`` of the 200 data
-   Hamiltonians (the floor any eigendecomposition-based method pays);
-3. each fast path against its reference path (``forward_reference``), on a smaller batch;
-4. peak memory of one full level-2 training step (Adam) at batch 200, in a fresh subprocess;
-5. a profile of the head's forward + backward (top operators by self CPU time).
+1. the FlippedQuanv3x3 pair against the ``nn.Conv2d`` pair of the same shapes;
+2. the DataReUploadingLinear head against one batched ``torch.linalg.eigh`` of the 200 data
+   Hamiltonians (the floor of any method that decomposes them), and that batched eigh against the
+   same decompositions spread over the CPU threads (``qcreep.sim.parallel.eigh``);
+3. the head with each solver, eigh and expm, side by side (what ``auto`` should pick here);
+4. a full training step (forward, cross-entropy, backward, Adam step) of the model at every
+   replacement level, ``build_model((1, 32, 32), level=L)``, and the ratios to level 0;
+5. each fast path against its reference path (``forward_reference``), on a smaller batch;
+6. peak memory of one full level-2 training step, in a fresh subprocess (peak RSS growth; on CUDA
+   also ``torch.cuda.max_memory_allocated``);
+7. a profile of the head's forward + backward (top operators by self time).
 
 Timing method. The machine may be shared and noisy, so contenders are always timed side by side:
 each repeat times every contender of a group once (one measurement = the mean of ``inner``
 back-to-back calls, ``inner`` chosen at warm-up so a measurement lasts at least ``--min-time``), and
 the order is reversed on every other repeat so that neither contender systematically runs first.
-Reported: the median over repeats of the per-repeat ratio, and the median of each absolute time.
-Forward passes run with autograd enabled (as in training), since parameters require grad.
-Backward is that of ``out.sum()``; gradients are reset to ``None`` inside every timed call.
+On CUDA every measurement is bracketed by ``torch.cuda.synchronize()``. Reported: the median over
+repeats of the per-repeat ratio, and the median of each absolute time. Forward passes run with
+autograd enabled (as in training), since parameters require grad. Backward is that of
+``out.sum()``; gradients are reset to ``None`` inside every timed call.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from qcreep.layers import DataReUploadingLinear, FlippedQuanv3x3  # noqa: E402
+from qcreep.models import build_model  # noqa: E402
+from qcreep.sim import parallel, resolve_solver  # noqa: E402
 
 BATCH = 200
 IMAGE = 32
@@ -57,9 +67,10 @@ N_QUBITS = 7
 N_REPS = 10
 LEARNING_RATE = 5e-4
 
-TARGET_CONV_RATIO = 1.2  # FlippedQuanv3x3 fast / nn.Conv2d
-TARGET_HEAD_VS_EIGH = 2.5  # head fast forward+backward / one batched eigh
-TARGET_MEMORY_GB = 3.0  # peak RSS growth of one level-2 training step
+TARGET_CONV_RATIO = 1.2  # FlippedQuanv3x3 fast / nn.Conv2d, forward + backward
+TARGET_HEAD_VS_EIGH = 1.0  # head fast forward+backward / one batched eigh
+TARGET_LEVEL2_VS_LEVEL0 = 4.0  # level-2 training step / level-0 training step
+TARGET_MEMORY_GB = 3.0  # peak memory growth of one level-2 training step
 
 MEMORY_MARKER = "QCREEP_MEMORY_JSON "
 
@@ -147,12 +158,18 @@ def images(batch: int, device: torch.device) -> torch.Tensor:
     return torch.rand(batch, 1, IMAGE, IMAGE, device=device) * 2 - 1
 
 
-def make_quanv_pair(device):
-    return FlippedQuanv3x3(1, 32, device=device), FlippedQuanv3x3(32, 16, device=device)
+SOLVER = "auto"  # the solver of the quantum layers (--solver)
 
 
-def make_head(device):
-    return DataReUploadingLinear(HEAD_IN, HEAD_OUT, n_qubits=N_QUBITS, n_reps=N_REPS, device=device)
+def make_quanv_pair(device, solver=None):
+    solver = solver or SOLVER
+    return (FlippedQuanv3x3(1, 32, solver=solver, device=device),
+            FlippedQuanv3x3(32, 16, solver=solver, device=device))
+
+
+def make_head(device, solver=None):
+    return DataReUploadingLinear(HEAD_IN, HEAD_OUT, n_qubits=N_QUBITS, n_reps=N_REPS, solver=solver or SOLVER,
+                                 device=device)
 
 
 def head_features(batch: int, device: torch.device) -> torch.Tensor:
@@ -182,7 +199,7 @@ def forward_backward(fn, inputs, params):
 
 
 def bench_conv(device, timer, repeats, min_time, budget):
-    print("\n[1] FlippedQuanv3x3 fast path vs nn.Conv2d  "
+    print(f"\n[1] FlippedQuanv3x3 fast path (solver {resolve_solver(SOLVER, device)}) vs nn.Conv2d  "
           f"(1->32 on 32x32 then 32->16 on 30x30, batch {BATCH}; input no grad, parameters grad)")
     torch.manual_seed(0)
     q1, q2 = make_quanv_pair(device)
@@ -222,8 +239,9 @@ def bench_conv(device, timer, repeats, min_time, budget):
 
 
 def bench_head_vs_eigh(device, timer, repeats, min_time, budget):
-    print(f"\n[2] DataReUploadingLinear({HEAD_IN}, {HEAD_OUT}, n_qubits={N_QUBITS}, n_reps={N_REPS}) fast path "
-          f"vs one batched torch.linalg.eigh of the {BATCH} data Hamiltonians (input requires grad)")
+    print(f"\n[2] DataReUploadingLinear({HEAD_IN}, {HEAD_OUT}, n_qubits={N_QUBITS}, n_reps={N_REPS}), solver "
+          f"{SOLVER!r} -> {resolve_solver(SOLVER, device)}, vs one batched torch.linalg.eigh of the {BATCH} data "
+          "Hamiltonians (input requires grad); and that eigh spread over the CPU threads")
     torch.manual_seed(1)
     head = make_head(device)
     feats = head_features(BATCH, device).requires_grad_(True)
@@ -233,15 +251,22 @@ def bench_head_vs_eigh(device, timer, repeats, min_time, budget):
         "head_fwd_bwd": (forward_backward(head, [feats], head.parameters()), 2),
         "head_fwd": (lambda: head(feats), 2),
         "eigh": (lambda: torch.linalg.eigh(h), 2),
+        "eigh_threaded": (lambda: parallel.eigh(h), 2),
     }
     times, inner, repeats = interleaved(timer, contenders, repeats, min_time, budget_s=budget, min_repeats=3)
     res = {"times": {k: time_stats(v) for k, v in times.items()}, "inner": inner, "repeats": repeats,
+           "solver": resolve_solver(SOLVER, device),
            "ratio_fwd_bwd_vs_eigh": ratio_stats(times["head_fwd_bwd"], times["eigh"]),
            "ratio_fwd_vs_eigh": ratio_stats(times["head_fwd"], times["eigh"]),
+           "ratio_threaded_vs_eigh": ratio_stats(times["eigh_threaded"], times["eigh"]),
+           "ratio_fwd_bwd_vs_threaded_eigh": ratio_stats(times["head_fwd_bwd"], times["eigh_threaded"]),
            "target": TARGET_HEAD_VS_EIGH}
     res["pass"] = res["ratio_fwd_bwd_vs_eigh"]["median"] <= TARGET_HEAD_VS_EIGH
     t = res["times"]
-    print(f"    eigh ({BATCH} x {2**N_QUBITS}x{2**N_QUBITS})   {ms(t['eigh']['median_s'])}")
+    print(f"    eigh ({BATCH} x {2**N_QUBITS}x{2**N_QUBITS}), one batched call   {ms(t['eigh']['median_s'])}")
+    r = res["ratio_threaded_vs_eigh"]
+    print(f"    the same, spread over {torch.get_num_threads()} threads    {ms(t['eigh_threaded']['median_s'])}   "
+          f"ratio to eigh {r['median']:.3f}x [{r['min']:.2f}-{r['max']:.2f}]")
     r = res["ratio_fwd_bwd_vs_eigh"]
     print(f"    head forward+backward {ms(t['head_fwd_bwd']['median_s'])}   ratio to eigh {r['median']:.3f}x "
           f"[{r['min']:.2f}-{r['max']:.2f}]   target <= {TARGET_HEAD_VS_EIGH}x  {verdict(res['pass'])}")
@@ -252,12 +277,82 @@ def bench_head_vs_eigh(device, timer, repeats, min_time, budget):
 
 
 # ----------------------------------------------------------------------------------------------
-# 3. fast vs reference paths
+# 3. the head with each solver
+
+
+def bench_solvers(device, timer, repeats, min_time, budget):
+    print(f"\n[3] The head's forward+backward with each solver, side by side (what 'auto' should pick on "
+          f"{device.type}; it picks {resolve_solver('auto', device)!r})")
+    torch.manual_seed(5)
+    heads = {solver: make_head(device, solver) for solver in ("eigh", "expm")}
+    heads["expm"].load_state_dict(heads["eigh"].state_dict())
+    feats = head_features(BATCH, device).requires_grad_(True)
+    with torch.no_grad():
+        diff = float((heads["eigh"](feats) - heads["expm"](feats)).abs().max())
+    contenders = {f"head_{solver}": (forward_backward(head, [feats], head.parameters()), 1)
+                  for solver, head in heads.items()}
+    times, inner, repeats = interleaved(timer, contenders, repeats, min_time, budget_s=budget, min_repeats=2)
+    res = {"times": {k: time_stats(v) for k, v in times.items()}, "inner": inner, "repeats": repeats,
+           "ratio_expm_vs_eigh": ratio_stats(times["head_expm"], times["head_eigh"]),
+           "auto": resolve_solver("auto", device), "max_abs_diff": diff}
+    faster = "expm" if res["ratio_expm_vs_eigh"]["median"] < 1 else "eigh"
+    res["faster"] = faster
+    r = res["ratio_expm_vs_eigh"]
+    print(f"    eigh {ms(res['times']['head_eigh']['median_s'])}   expm {ms(res['times']['head_expm']['median_s'])}   "
+          f"expm / eigh {r['median']:.3f}x [{r['min']:.2f}-{r['max']:.2f}]   faster here: {faster}; auto picks "
+          f"{res['auto']} ({'agrees' if faster == res['auto'] else 'DISAGREES'}); max |eigh - expm| output {diff:.1e}")
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. training steps of every level
+
+
+def _train_step(model, optimizer, x, y):
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_levels(device, timer, repeats, min_time, budget):
+    print(f"\n[4] One training step (forward, cross-entropy, backward, Adam step) of build_model((1, 32, 32), "
+          f"level=L), batch {BATCH}, solver {SOLVER!r} -> {resolve_solver(SOLVER, device)}")
+    x = images(BATCH, device)
+    y = torch.randint(0, HEAD_OUT, (BATCH,), device=device)
+    contenders = {}
+    for level in (0, 1, 2):
+        torch.manual_seed(10 + level)
+        model = build_model((1, IMAGE, IMAGE), level=level, solver=SOLVER, device=device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+        contenders[f"level{level}"] = (_train_step(model, optimizer, x, y), 2)
+    times, inner, repeats = interleaved(timer, contenders, repeats, min_time, budget_s=budget, min_repeats=3)
+    res = {"times": {k: time_stats(v) for k, v in times.items()}, "inner": inner, "repeats": repeats,
+           "solver": resolve_solver(SOLVER, device),
+           "ratio_level1_vs_level0": ratio_stats(times["level1"], times["level0"]),
+           "ratio_level2_vs_level0": ratio_stats(times["level2"], times["level0"]),
+           "target": TARGET_LEVEL2_VS_LEVEL0}
+    res["pass"] = res["ratio_level2_vs_level0"]["median"] <= TARGET_LEVEL2_VS_LEVEL0
+    for level in (0, 1, 2):
+        line = f"    level {level} step {ms(res['times'][f'level{level}']['median_s'])}"
+        if level:
+            r = res[f"ratio_level{level}_vs_level0"]
+            line += f"   ratio to level 0 {r['median']:.3f}x [{r['min']:.2f}-{r['max']:.2f}]"
+            if level == 2:
+                line += f"   target <= {TARGET_LEVEL2_VS_LEVEL0}x  {verdict(res['pass'])}"
+        print(line)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. fast vs reference paths
 
 
 def bench_reference(device, timer, repeats, ref_batch, min_time, budget):
     scale = BATCH / ref_batch
-    print(f"\n[3] Fast path vs reference path (forward_reference). The reference paths are timed on a batch "
+    print(f"\n[5] Fast path vs reference path (forward_reference). The reference paths are timed on a batch "
           f"of {ref_batch} and scaled per sample (x{scale:g}) to batch {BATCH}; the fast path is timed at "
           f"batch {BATCH} and also at batch {ref_batch} (same-batch speed-up). Up to {repeats} repeats.")
     res = {"ref_batch": ref_batch, "batch": BATCH, "scale": scale, "repeats": repeats}
@@ -329,7 +424,7 @@ def bench_reference(device, timer, repeats, ref_batch, min_time, budget):
 
 
 # ----------------------------------------------------------------------------------------------
-# 4. memory of a level-2 training step (fresh subprocess)
+# 6. memory of a level-2 training step (fresh subprocess)
 
 
 def _peak_rss_mib() -> float:
@@ -354,8 +449,7 @@ def memory_child(device_name: str) -> None:
     device = torch.device(device_name)
     cuda = device.type == "cuda"
     torch.manual_seed(0)
-    model = nn.Sequential(FlippedQuanv3x3(1, 32, device=device), FlippedQuanv3x3(32, 16, device=device),
-                          nn.Flatten(), make_head(device))
+    model = build_model((1, IMAGE, IMAGE), level=2, solver=SOLVER, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     x = images(BATCH, device)
     y = torch.randint(0, HEAD_OUT, (BATCH,), device=device)
@@ -366,6 +460,7 @@ def memory_child(device_name: str) -> None:
     before = _peak_rss_mib()
     hwm_before = _proc_status_mib("VmHWM")
     result = {"device": str(device), "batch": BATCH, "threads": torch.get_num_threads(),
+              "solver": resolve_solver(SOLVER, device),
               "n_parameters": sum(p.numel() for p in model.parameters()),
               "peak_rss_before_mib": before, "current_rss_before_mib": _proc_status_mib("VmRSS"),
               "vmhwm_before_mib": hwm_before, "steps": []}
@@ -396,10 +491,10 @@ def memory_child(device_name: str) -> None:
 
 
 def bench_memory(device_name: str):
-    print(f"\n[4] Peak memory of one level-2 training step at batch {BATCH} (FlippedQuanv3x3(1,32) -> "
-          f"FlippedQuanv3x3(32,16) -> flatten -> DataReUploadingLinear({HEAD_IN},{HEAD_OUT}); cross-entropy; "
-          "Adam), fresh subprocess, ru_maxrss before/after")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child", "--device", device_name]
+    print(f"\n[6] Peak memory of one level-2 training step at batch {BATCH} (build_model((1, 32, 32), level=2, "
+          f"solver={SOLVER!r}); cross-entropy; Adam), fresh subprocess, ru_maxrss before/after")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_memory-child", "--device", device_name,
+           "--solver", SOLVER]
     # On Linux ru_maxrss survives execve: a child spawned straight from this (large) process starts
     # with this process's peak RSS as its own (Python's subprocess uses vfork, so it is the peak,
     # not even the current RSS), which would hide any growth below it. A tiny /bin/sh in between
@@ -438,12 +533,13 @@ def bench_memory(device_name: str):
 
 
 # ----------------------------------------------------------------------------------------------
-# 5. profile of the head
+# 7. profile of the head
 
 
 def profile_head(device, timer, top: int = 8):
-    print(f"\n[5] Profile of one DataReUploadingLinear forward+backward at batch {BATCH} "
-          f"(torch.profiler, top {top} ops by self CPU time)")
+    print(f"\n[7] Profile of one DataReUploadingLinear forward+backward at batch {BATCH}, solver "
+          f"{resolve_solver(SOLVER, device)} (torch.profiler, top {top} ops by self {'CUDA' if timer.cuda else 'CPU'} "
+          "time; the worker threads' operators included)")
     from torch.profiler import ProfilerActivity, profile, record_function
 
     torch.manual_seed(4)
@@ -466,21 +562,24 @@ def profile_head(device, timer, top: int = 8):
         step()
         timer.sync()
     events = prof.key_averages()
-    total_self = sum(e.self_cpu_time_total for e in events) or 1.0
-    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
-    res = {"total_self_cpu_ms": total_self / 1e3, "top": []}
+    attr = "self_device_time_total" if timer.cuda else "self_cpu_time_total"
+    unit = "CUDA" if timer.cuda else "CPU"
+    total_self = sum(getattr(e, attr, 0.0) for e in events) or 1.0
+    rows = sorted(events, key=lambda e: getattr(e, attr, 0.0), reverse=True)[:top]
+    res = {"unit": unit, "total_self_ms": total_self / 1e3, "top": []}
     for label in ("head.forward", "head.backward"):
         match = [e for e in events if e.key == label]
         if match:
             res[f"{label}_cpu_total_ms"] = match[0].cpu_time_total / 1e3
-    print(f"    {'op':44s} {'calls':>6s} {'self CPU':>11s} {'share':>7s}")
+    print(f"    {'op':44s} {'calls':>6s} {'self ' + unit:>11s} {'share':>7s}")
     for e in rows:
-        share = 100 * e.self_cpu_time_total / total_self
-        res["top"].append({"op": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3,
-                           "share_pct": share})
-        print(f"    {e.key[:44]:44s} {e.count:6d} {e.self_cpu_time_total / 1e3:8.2f} ms {share:6.1f}%")
-    print(f"    total self CPU {total_self / 1e3:.1f} ms; forward {res.get('head.forward_cpu_total_ms', float('nan')):.1f} ms, "
-          f"backward {res.get('head.backward_cpu_total_ms', float('nan')):.1f} ms (CPU totals incl. children, "
+        value = getattr(e, attr, 0.0)
+        share = 100 * value / total_self
+        res["top"].append({"op": e.key, "calls": e.count, "self_ms": value / 1e3, "share_pct": share})
+        print(f"    {e.key[:44]:44s} {e.count:6d} {value / 1e3:8.2f} ms {share:6.1f}%")
+    print(f"    total self {unit} {total_self / 1e3:.1f} ms (summed over threads); forward "
+          f"{res.get('head.forward_cpu_total_ms', float('nan')):.1f} ms, backward "
+          f"{res.get('head.backward_cpu_total_ms', float('nan')):.1f} ms (CPU totals of the calling thread, "
           "profiler overhead included)")
     return res
 
@@ -525,48 +624,60 @@ def summary(results: dict) -> list[tuple[str, str, str, str]]:
     rows = []
     c = results.get("conv")
     if c:
-        rows.append((f"1 FlippedQuanv3x3 pair / nn.Conv2d ({c['repeats']} repeats)", "", "", ""))
-        rows.append(("  ratio forward", f"{c['ratio_fwd']['median']:.3f}x", f"<= {TARGET_CONV_RATIO}x",
-                     verdict(c["pass_fwd"])))
+        rows.append((f"1 FlippedQuanv3x3 pair / nn.Conv2d pair ({c['repeats']} repeats)", "", "", ""))
+        rows.append(("  ratio forward", f"{c['ratio_fwd']['median']:.3f}x", "", ""))
         rows.append(("  ratio forward+backward", f"{c['ratio_fwd_bwd']['median']:.3f}x",
                      f"<= {TARGET_CONV_RATIO}x", verdict(c["pass_fwd_bwd"])))
-        for k, label in (("quanv_fwd", "quanv forward"), ("conv_fwd", "conv2d forward"),
-                         ("quanv_fwd_bwd", "quanv fwd+bwd"), ("conv_fwd_bwd", "conv2d fwd+bwd")):
+        for k, label in (("quanv_fwd_bwd", "quanv fwd+bwd"), ("conv_fwd_bwd", "conv2d fwd+bwd")):
             rows.append((f"    {label} (median)", ms(c["times"][k]["median_s"]).strip(), "", ""))
     h = results.get("head_vs_eigh")
     if h:
-        rows.append((f"2 head / one batched eigh ({h['repeats']} repeats)", "", "", ""))
+        rows.append((f"2 head ({h['solver']}) / one batched eigh ({h['repeats']} repeats)", "", "", ""))
         rows.append(("  ratio head fwd+bwd / eigh", f"{h['ratio_fwd_bwd_vs_eigh']['median']:.3f}x",
                      f"<= {TARGET_HEAD_VS_EIGH}x", verdict(h["pass"])))
         rows.append(("  ratio head forward / eigh", f"{h['ratio_fwd_vs_eigh']['median']:.3f}x", "", ""))
-        for k, label in (("head_fwd_bwd", "head fwd+bwd"), ("head_fwd", "head forward"), ("eigh", "batched eigh")):
+        rows.append(("  ratio threaded eigh / batched eigh", f"{h['ratio_threaded_vs_eigh']['median']:.3f}x", "", ""))
+        rows.append(("  ratio head fwd+bwd / threaded eigh",
+                     f"{h['ratio_fwd_bwd_vs_threaded_eigh']['median']:.3f}x", "", ""))
+        for k, label in (("head_fwd_bwd", "head fwd+bwd"), ("head_fwd", "head forward"), ("eigh", "batched eigh"),
+                         ("eigh_threaded", "threaded eigh")):
             rows.append((f"    {label} (median)", ms(h["times"][k]["median_s"]).strip(), "", ""))
+    v = results.get("solvers")
+    if v:
+        rows.append((f"3 head fwd+bwd, expm / eigh ({v['repeats']} repeats)",
+                     f"{v['ratio_expm_vs_eigh']['median']:.3f}x", "", ""))
+        rows.append((f"  faster here: {v['faster']}; auto picks", v["auto"], "",
+                     "agrees" if v["faster"] == v["auto"] else "DISAGREES"))
+    lv = results.get("levels")
+    if lv:
+        rows.append((f"4 training step, solver {lv['solver']} ({lv['repeats']} repeats)", "", "", ""))
+        rows.append(("  ratio level 2 / level 0", f"{lv['ratio_level2_vs_level0']['median']:.3f}x",
+                     f"<= {TARGET_LEVEL2_VS_LEVEL0}x", verdict(lv["pass"])))
+        rows.append(("  ratio level 1 / level 0", f"{lv['ratio_level1_vs_level0']['median']:.3f}x", "", ""))
+        for level in (0, 1, 2):
+            rows.append((f"    level {level} step (median)", ms(lv["times"][f"level{level}"]["median_s"]).strip(),
+                         "", ""))
     r = results.get("reference")
     if r:
         for name, label in (("quanv", "quanv"), ("head", "head")):
             g = r[name]
-            rows.append((f"3 {label}: reference / fast ({g['repeats']} repeats)", "", "", ""))
-            for kind, klabel in (("fwd", "forward"), ("fwd_bwd", "fwd+bwd")):
-                rows.append((f"  speed-up {klabel} @{BATCH}*",
-                             f"{g[f'speedup_{kind}_scaled']['median']:.1f}x", "", ""))
-                rows.append((f"  speed-up {klabel} same batch {r['ref_batch']}",
-                             f"{g[f'speedup_{kind}_same_batch']['median']:.1f}x", "", ""))
+            rows.append((f"5 {label}: reference / fast, fwd+bwd, same batch {r['ref_batch']} ({g['repeats']} repeats)",
+                         f"{g['speedup_fwd_bwd_same_batch']['median']:.1f}x", "", ""))
     m = results.get("memory")
     if m:
         if "peak_rss_growth_mib" in m:
-            rows.append(("4 level-2 training step, peak RSS growth", f"{m['peak_rss_growth_mib']:.0f} MiB",
+            rows.append(("6 level-2 training step, peak RSS growth", f"{m['peak_rss_growth_mib']:.0f} MiB",
                          f"< {TARGET_MEMORY_GB} GB", verdict(m["pass"])))
             rows.append(("  peak RSS (absolute)", f"{m['peak_rss_after_mib']:.0f} MiB", "", ""))
             if "cuda_max_allocated_mib" in m:
                 rows.append(("  CUDA max_memory_allocated", f"{m['cuda_max_allocated_mib']:.0f} MiB", "", ""))
         else:
-            rows.append(("4 level-2 step memory", "error", f"< {TARGET_MEMORY_GB} GB", "FAIL"))
+            rows.append(("6 level-2 step memory", "error", f"< {TARGET_MEMORY_GB} GB", "FAIL"))
     p = results.get("profile")
     if p and p["top"]:
-        rows.append(("5 head fwd+bwd profile, share of self CPU", "", "", ""))
+        rows.append((f"7 head fwd+bwd profile, share of self {p['unit']}", "", "", ""))
         for i, e in enumerate(p["top"][:3]):
-            rows.append((f"  #{i + 1} {e['op'][:36]}",
-                         f"{e['share_pct']:.1f}%", "", ""))
+            rows.append((f"  #{i + 1} {e['op'][:36]}", f"{e['share_pct']:.1f}%", "", ""))
     return rows
 
 
@@ -584,8 +695,12 @@ def main(argv=None) -> int:
                         help="never cut repeats to keep a slow (loaded) machine within the time budget")
     parser.add_argument("--json", type=Path, default=None, help="write all numbers to this JSON file")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--solver", default="auto", choices=["auto", "eigh", "expm"],
+                        help="solver of the quantum layers' unitaries (default auto: eigh on CPU, expm on GPUs)")
     parser.add_argument("--_memory-child", dest="memory_child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global SOLVER
+    SOLVER = args.solver
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda requested but CUDA is not available")
@@ -601,8 +716,8 @@ def main(argv=None) -> int:
     if not 1 <= ref_batch <= BATCH:
         parser.error(f"--ref-batch must be between 1 and {BATCH}")
     min_time = args.min_time if args.min_time is not None else (0.1 if args.quick else 0.2)
-    # seconds of timed repeats per group (items 1, 2, 3-quanv, 3-head); an explicit --repeats is obeyed
-    budget = None if (args.no_budget or args.repeats is not None) else (12.0 if args.quick else 35.0)
+    # seconds of timed repeats per group (items 1-4, 5-quanv, 5-head); an explicit --repeats is obeyed
+    budget = None if (args.no_budget or args.repeats is not None) else (6.0 if args.quick else 35.0)
 
     device = torch.device(args.device)
     timer = Timer(device)
@@ -611,6 +726,8 @@ def main(argv=None) -> int:
     print(f"cpu: {env['cpu_model']} x{env['cpu_count']}   torch threads: {env['torch_threads']} "
           f"(interop {env['torch_interop_threads']}, left at default)   device: {device}"
           + (f" ({env['cuda_device']})" if "cuda_device" in env else ""))
+    print(f"solver: {SOLVER!r} -> {resolve_solver(SOLVER, device)} on {device.type} "
+          f"('auto' picks {resolve_solver('auto', device)!r} here)")
     print(f"repeats: {repeats} (reference comparisons: {ref_repeats}), reference batch {ref_batch}, "
           f"min {min_time:g} s per measurement, contenders interleaved (order reversed every other repeat); "
           "ratios are medians of per-repeat ratios [min-max]"
@@ -626,10 +743,13 @@ def main(argv=None) -> int:
     results = {"environment": env,
                "settings": {"quick": args.quick, "repeats": repeats, "ref_repeats": ref_repeats,
                             "ref_batch": ref_batch, "min_time_s": min_time, "budget_s_per_group": budget,
-                            "batch": BATCH,
+                            "batch": BATCH, "solver": SOLVER, "solver_resolved": resolve_solver(SOLVER, device),
+                            "auto_picks": resolve_solver("auto", device),
                             "head": {"in": HEAD_IN, "out": HEAD_OUT, "n_qubits": N_QUBITS, "n_reps": N_REPS}}}
     results["conv"] = bench_conv(device, timer, repeats, min_time, budget)
     results["head_vs_eigh"] = bench_head_vs_eigh(device, timer, repeats, min_time, budget)
+    results["solvers"] = bench_solvers(device, timer, max(2, repeats // 2), min_time, budget)
+    results["levels"] = bench_levels(device, timer, repeats, min_time, budget)
     results["reference"] = bench_reference(device, timer, ref_repeats, ref_batch, min_time, budget)
     results["memory"] = bench_memory(args.device)
     results["profile"] = profile_head(device, timer)
@@ -640,7 +760,8 @@ def main(argv=None) -> int:
     rows = summary(results)
     width = max(len(r[0]) for r in rows)
     print(f"\nSUMMARY  (batch {BATCH}; {env['cpu_model']}, {env['torch_threads']} threads, torch {env['torch']}, "
-          f"device {device})")
+          f"device {device}" + (f" {env['cuda_device']}" if "cuda_device" in env else "")
+          + f", solver {SOLVER!r} -> {resolve_solver(SOLVER, device)})")
     print(f"  {'measure':{width}s}  {'value':>12s}  {'target':>9s}  result")
     print(f"  {'-' * width}  {'-' * 12}  {'-' * 9}  ------")
     for name, value, target, status in rows:

@@ -679,7 +679,8 @@ def test_quanv_reference_empty_batch():
 
 
 def test_reupload_too_many_qubits_message_names_the_cause():
-    with pytest.raises(QcreepError, match=r"supports at most 10 qubits; 11 were asked for or needed for 5 inputs and 2000 outputs"):
+    with pytest.raises(QcreepError, match=r"supports at most 10 qubits; 11 were asked for or needed for 5 inputs "
+                                          r"and 2000 outputs"):
         DataReUploadingLinear(5, 2000)
 
 

@@ -323,7 +323,8 @@ def test_prefetched_decompositions_give_the_same_states(two_threads):
     with parallel.inline():
         assert parallel.workers_for(x, 10) == 1 and torch.get_num_threads() == 1
     assert torch.get_num_threads() == 2
-    assert torch.equal(reupload_features(x, 2, gates, psi0, 0.5, prefetch=pre), reupload_features(x, 2, gates, psi0, 0.5))
+    prefetched = reupload_features(x, 2, gates, psi0, 0.5, prefetch=pre)
+    assert torch.equal(prefetched, reupload_features(x, 2, gates, psi0, 0.5))
     with pytest.raises(QcreepError, match="prefetch was started for other features"):
         reupload_features(x.clone(), 2, gates, psi0, 0.5, prefetch=Prefetch.start(x, 2))
     torch.set_num_threads(1)

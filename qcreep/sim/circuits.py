@@ -16,7 +16,8 @@ data unitary is computed once per sample and reused for all ``R`` re-uploads, by
     the eigenbasis: with ``beta_r = V^T psi_r`` (the state entering the ``r``-th ``E``) and
     ``gamma_r = V^T g_r`` (the gradient leaving it),
 
-        dL/dH = V [ sum_r Re(conj(gamma_r) beta_r^T o F) ] V^T,   F_ij = (e^{it lambda_i} - e^{it lambda_j}) / (lambda_i - lambda_j),
+        dL/dH = V [ sum_r Re(conj(gamma_r) beta_r^T o F) ] V^T,
+        F_ij = (e^{it lambda_i} - e^{it lambda_j}) / (lambda_i - lambda_j),
 
     with ``F_ij = i t q_i q_j sinc(t (lambda_i - lambda_j) / 2)``, ``q = exp(i t lambda / 2)``: the
     phases fold into the vectors, the sum over ``r`` is one real product of rank ``4R``

@@ -107,6 +107,12 @@ def _tables(n_qubits: int, device: torch.device, real_dtype: torch.dtype):
             xor_index.to(device))
 
 
+@functools.lru_cache(maxsize=32)
+def _dense_table(n_qubits: int, device: torch.device, complex_dtype: torch.dtype) -> torch.Tensor:
+    """The words as rows of a ``(4**n - 1, 4**n)`` matrix (flattened ``2**n x 2**n`` matrices)."""
+    return pauli_matrices(n_qubits, dtype=complex_dtype, device=device).reshape(4**n_qubits - 1, 4**n_qubits)
+
+
 def _complex_of(dtype: torch.dtype) -> torch.dtype:
     if dtype in (torch.float64, torch.complex128):
         return torch.complex128
@@ -136,9 +142,15 @@ def pauli_sum(theta: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``(..., 2**n, 2**n)`` complex tensor (complex64 for float32 input, complex128 for float64).
+
+    For one and two qubits it is one product with the dense ``(4**n - 1) x 4**n`` table of the words
+    (the quanvolution's ``C_out x C_in`` generators in one operation); for more, the transform below.
     """
     n = n_qubits_for_generators(theta.shape[-1])
     dim = 2**n
+    if n <= 2:
+        table = _dense_table(n, theta.device, _complex_of(theta.dtype))
+        return (theta.to(table.dtype) @ table).reshape(*theta.shape[:-1], dim, dim)
     word_at, phases, sign, xor_index = _tables(n, theta.device, theta.dtype)
     full = torch.cat([torch.zeros_like(theta[..., :1]), theta], dim=-1)  # identity coefficient 0
     grid = full[..., word_at].reshape(*theta.shape[:-1], dim, dim)  # (..., x, z)
