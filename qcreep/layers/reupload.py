@@ -184,10 +184,12 @@ class DataReUploadingLinear(nn.Module):
             prefetch = Prefetch.start(x, self.n_qubits, solver)
             if prefetch is None:
                 gates = self.trainable_unitaries()
+                psi = reupload_features(x, self.n_qubits, gates, psi, 1.0 / self.n_reps, solver)
             else:
-                with parallel.inline():
-                    gates = self.trainable_unitaries()
-            psi = reupload_features(x, self.n_qubits, gates, psi, 1.0 / self.n_reps, solver, prefetch)
+                with parallel.one_thread():
+                    with parallel.inline():
+                        gates = self.trainable_unitaries()
+                    psi = reupload_features(x, self.n_qubits, gates, psi, 1.0 / self.n_reps, solver, prefetch)
         return psi.reshape(*lead, 2**self.n_qubits)
 
     def _circuit_reference(self, h: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:

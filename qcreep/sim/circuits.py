@@ -95,7 +95,9 @@ def _decompose(data, n_qubits):
     """``eigh`` of ``H``, or of the embedding of features (``n_qubits`` given)."""
     if n_qubits is None:
         return torch.linalg.eigh(data)
-    lam, vecs = torch.linalg.eigh(_doubled_embedding(data, 2**n_qubits))
+    doubled = _doubled_embedding(data, 2**n_qubits)
+    # X + X^T is exactly symmetric, so its transpose is the same matrix, laid out as LAPACK reads it
+    lam, vecs = torch.linalg.eigh(doubled.mT)
     return lam * 0.5, vecs  # eigenvalues of (X + X^T) / 2, exactly
 
 
@@ -192,15 +194,18 @@ def _eigh_backward(grad, lam, vecs, betas, gm, t, need_data, out_data):
         if out_data is not None:
             raise QcreepError("internal: out_data is not used under torch.func transforms")
         return grad_h, grad, gouts
+    if out_data is not None and out_data.dim() != grad.dim():
+        # dL/dx: the first F entries of dL/dH, i.e. its first ceil(F / N) rows, V[:rows] W V^T
+        features, n = out_data.shape[-1], vecs.shape[-1]
+        rows = -(-features // n)
+        partial = (vecs[..., :rows, :] @ weights) @ vecs.mT
+        out_data.copy_(partial.flatten(-2)[..., :features])
+        return out_data, grad, gouts
     # V W V^T, reusing the two dead buffers (fresh large tensors cost page faults on CPU)
     rotated = torch.matmul(vecs, weights, out=x)
     if out_data is None:
         return torch.matmul(rotated, vecs.mT, out=sinc), grad, gouts
-    if out_data.dim() == grad.dim():  # dL/dH
-        torch.matmul(rotated, vecs.mT, out=out_data)
-    else:  # dL/dx: the first F entries of dL/dH
-        grad_h = torch.matmul(rotated, vecs.mT, out=sinc)
-        out_data.copy_(grad_h.flatten(-2)[..., : out_data.shape[-1]])
+    torch.matmul(rotated, vecs.mT, out=out_data)  # dL/dH
     return out_data, grad, gouts
 
 
@@ -251,6 +256,13 @@ class _EighCircuit(torch.autograd.Function):
     def backward(ctx, grad, *_):
         if grad is None:
             return None, None, None, None, None, None
+        if len(ctx.saved_tensors) > 5:  # several chunks: the workers run them
+            with parallel.one_thread():
+                return _EighCircuit._backward(ctx, grad)
+        return _EighCircuit._backward(ctx, grad)
+
+    @staticmethod
+    def _backward(ctx, grad):
         gm, *saved = ctx.saved_tensors
         need_data, need_gm, need_rows0 = ctx.needs_input_grad[:3]
         t, bdim = ctx.t, ctx.bdim

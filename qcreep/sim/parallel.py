@@ -83,19 +83,34 @@ def transforms_active() -> bool:
 
 
 @contextlib.contextmanager
-def inline():
-    """Within this context the calling thread runs its chunks itself, on one intra-op thread,
-    while the workers are busy with chunks it has handed them (:func:`submit_chunks`)."""
-    before, threads = getattr(_LOCAL, "inline", False), torch.get_num_threads()
-    _LOCAL.inline = True
+def one_thread():
+    """This thread's own operators on one intra-op thread, while the workers run chunks.
+
+    With the workers busy, more intra-op threads only contend for the same cores (and on a loaded
+    machine OpenMP threads that wait for each other can take far longer than the work). The
+    thread's count is restored on exit.
+    """
+    threads = torch.get_num_threads()
     if threads != 1:
         torch.set_num_threads(1)
     try:
         yield
     finally:
-        _LOCAL.inline = before
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def inline():
+    """Within this context the calling thread runs its chunks itself, on one intra-op thread,
+    while the workers are busy with chunks it has handed them (:func:`submit_chunks`)."""
+    before = getattr(_LOCAL, "inline", False)
+    _LOCAL.inline = True
+    try:
+        with one_thread():
+            yield
+    finally:
+        _LOCAL.inline = before
 
 
 def _threads_allowed() -> bool:

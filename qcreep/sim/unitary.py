@@ -20,6 +20,8 @@ see :mod:`qcreep.sim.solvers` for the series, the scaling and the error bound, a
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from qcreep.errors import QcreepError
@@ -50,7 +52,9 @@ class _ExpIHermitian(torch.autograd.Function):
         if h.dim() < 3:
             return _expi_chunk(h, t)
         lead = h.shape[:-2]
-        out, lam, vecs = parallel.map_rows(lambda a: _expi_chunk(a, t), (h.reshape(-1, *h.shape[-2:]),))
+        flat = h.reshape(-1, *h.shape[-2:])
+        with parallel.one_thread() if parallel.workers_for(flat, flat.shape[0]) > 1 else contextlib.nullcontext():
+            out, lam, vecs = parallel.map_rows(lambda a: _expi_chunk(a, t), (flat,))
         return out.reshape(h.shape), lam.reshape(*lead, -1), vecs.reshape(h.shape)
 
     @staticmethod
@@ -85,7 +89,9 @@ class _ExpIHermitian(torch.autograd.Function):
             lead = lam.shape[:-1]
             flat = (lam.reshape(-1, lam.shape[-1]), vecs.reshape(-1, *vecs.shape[-2:]),
                     grad_out.reshape(-1, *grad_out.shape[-2:]))
-            (grad,) = parallel.map_rows(chunk, flat)
+            threaded = parallel.workers_for(flat[0], flat[0].shape[0]) > 1
+            with parallel.one_thread() if threaded else contextlib.nullcontext():
+                (grad,) = parallel.map_rows(chunk, flat)
             grad = grad.reshape(*lead, *grad.shape[-2:])
         else:
             (grad,) = chunk(lam, vecs, grad_out)
