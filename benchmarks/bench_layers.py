@@ -539,7 +539,8 @@ def bench_memory(device_name: str):
 def profile_head(device, timer, top: int = 8):
     print(f"\n[7] Profile of one DataReUploadingLinear forward+backward at batch {BATCH}, solver "
           f"{resolve_solver(SOLVER, device)} (torch.profiler, top {top} ops by self {'CUDA' if timer.cuda else 'CPU'} "
-          "time; the worker threads' operators included)")
+          "time" + ("" if timer.cuda else "; on one thread, so that every operator runs in the profiled thread: "
+                    "where the work goes, not the wall time") + ")")
     from torch.profiler import ProfilerActivity, profile, record_function
 
     torch.manual_seed(4)
@@ -554,13 +555,19 @@ def profile_head(device, timer, top: int = 8):
         with record_function("head.backward"):
             out.backward()
 
-    for _ in range(2):
-        step()
-    timer.sync()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if timer.cuda else [])
-    with profile(activities=activities) as prof:
-        step()
+    threads = torch.get_num_threads()
+    if not timer.cuda:
+        torch.set_num_threads(1)  # the chunks then run in this thread, where the profiler sees them
+    try:
+        for _ in range(2):
+            step()
         timer.sync()
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if timer.cuda else [])
+        with profile(activities=activities) as prof:
+            step()
+            timer.sync()
+    finally:
+        torch.set_num_threads(threads)
     events = prof.key_averages()
     attr = "self_device_time_total" if timer.cuda else "self_cpu_time_total"
     unit = "CUDA" if timer.cuda else "CPU"
@@ -577,9 +584,9 @@ def profile_head(device, timer, top: int = 8):
         share = 100 * value / total_self
         res["top"].append({"op": e.key, "calls": e.count, "self_ms": value / 1e3, "share_pct": share})
         print(f"    {e.key[:44]:44s} {e.count:6d} {value / 1e3:8.2f} ms {share:6.1f}%")
-    print(f"    total self {unit} {total_self / 1e3:.1f} ms (summed over threads); forward "
+    print(f"    total self {unit} {total_self / 1e3:.1f} ms; forward "
           f"{res.get('head.forward_cpu_total_ms', float('nan')):.1f} ms, backward "
-          f"{res.get('head.backward_cpu_total_ms', float('nan')):.1f} ms (CPU totals of the calling thread, "
+          f"{res.get('head.backward_cpu_total_ms', float('nan')):.1f} ms (CPU totals incl. children, "
           "profiler overhead included)")
     return res
 
@@ -688,7 +695,7 @@ def main(argv=None) -> int:
                         help="repeats of items 1 and 2 (default 15, 5 with --quick); the reference "
                              "comparisons use about a third of it (at least 2)")
     parser.add_argument("--ref-batch", type=int, default=None,
-                        help="batch of the reference-path timings (default 20, 10 with --quick)")
+                        help="batch of the reference-path timings (default 20, 5 with --quick)")
     parser.add_argument("--min-time", type=float, default=None,
                         help="minimum seconds per measurement, sets the calls averaged (default 0.2, 0.1 quick)")
     parser.add_argument("--no-budget", action="store_true",
@@ -712,7 +719,7 @@ def main(argv=None) -> int:
     if repeats < 1:
         parser.error("--repeats must be >= 1")
     ref_repeats = max(2, math.ceil(repeats / 3)) if args.repeats is not None else (2 if args.quick else 5)
-    ref_batch = args.ref_batch or (10 if args.quick else 20)
+    ref_batch = args.ref_batch or (5 if args.quick else 20)
     if not 1 <= ref_batch <= BATCH:
         parser.error(f"--ref-batch must be between 1 and {BATCH}")
     min_time = args.min_time if args.min_time is not None else (0.1 if args.quick else 0.2)
