@@ -24,9 +24,10 @@ Two solvers compute the same unitaries:
     ``"eigh"`` on CPU and ``"expm"`` on any other device. On a 2-core CPU at the paper's sizes (200
     data Hamiltonians of 128 x 128, 10 re-uploads, 10 gates of SU(128)), the re-uploading head's
     forward and backward pass took about 2.5 times as long with ``"expm"`` as with ``"eigh"`` on one
-    thread (640 ms against 250 ms): there, the products cost more than the eigendecompositions, and
-    the backward pass of ``matrix_exp`` for the gates alone took about 150 ms.
-    ``benchmarks/bench_layers.py --solver`` measures it.
+    thread (640 ms against 250 ms), and 4.9 and 7.5 times as long in two runs of
+    ``benchmarks/bench_layers.py --quick`` (item 3) on two threads with other jobs beside them:
+    there, the products cost more than the eigendecompositions, and the backward pass of
+    ``matrix_exp`` for the gates alone took about 150 ms.
 
 The series (``"expm"``). With ``A = t H`` scaled to ``A_s = A / 2**s`` and ``B = A_s^2``,
 
