@@ -64,6 +64,7 @@ from collections.abc import Mapping
 
 from qcreep.checks import check_int
 from qcreep.errors import ConfigError
+from qcreep.layers.reupload import min_qubits
 
 #: Fraction of the available memory that the estimate may use.
 DEFAULT_FRACTION = 0.8
@@ -76,13 +77,13 @@ EVAL_HAMILTONIAN_COPIES = 3
 CONV_COPIES = 3
 EVAL_CONV_COPIES = 2
 
-#: Input shapes (channels, height, width) of the datasets the command line knows, as qcreep feeds them.
-DATASET_SHAPES = {
-    "digits": (1, 12, 12),
-    "mnist": (1, 32, 32),
-    "fashion-mnist": (1, 32, 32),
-    "cifar10": (3, 32, 32),
-}
+
+
+def _dataset_shape(name) -> tuple[int, int, int] | None:
+    """The input shape qcreep feeds for a known dataset name (from its spec), else None."""
+    from qcreep.data import dataset_names, get_spec
+
+    return get_spec(name).input_shape if str(name).lower() in dataset_names() else None
 
 _DTYPE_BYTES = {"float32": 4, "float64": 8, "torch.float32": 4, "torch.float64": 8}
 
@@ -121,14 +122,6 @@ def _dtype_bytes(value) -> int:
     if key not in _DTYPE_BYTES:
         raise ConfigError(f"dtype must be float32 or float64, got {value!r}")
     return _DTYPE_BYTES[key]
-
-
-def min_qubits(in_features: int, out_features: int) -> int:
-    """Smallest ``n`` with ``4**n >= in_features`` and ``2**n >= out_features``."""
-    n = 1
-    while 4**n < in_features or 2**n < out_features:
-        n += 1
-    return n
 
 
 def _quantum_slots(config_like, settings) -> tuple[bool, bool]:
@@ -184,7 +177,7 @@ def estimate_memory(config_like=None, /, **settings) -> dict:
     p = c if angles == "complex" else b
 
     dataset = pick("dataset")
-    shape = pick("input_shape", DATASET_SHAPES.get(str(dataset).lower(), (1, 32, 32)))
+    shape = pick("input_shape", _dataset_shape(dataset) or (1, 32, 32))
     if len(tuple(shape)) != 3:
         raise ConfigError(f"input_shape must be (channels, height, width), got {shape!r}")
     c_in, height, width = (_count("input_shape", int(v)) for v in shape)

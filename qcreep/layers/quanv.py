@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qcreep.checks import check_int
 from qcreep.errors import QcreepError
 from qcreep.layers._angles import check_angle_mode, check_path, make_parameter, real_bias, real_dtype_of
 from qcreep.sim import expval_symmetric, norm_squared, special_unitary, unitarity_error
@@ -64,8 +65,7 @@ class FlippedQuanv3x3(nn.Module):
         super().__init__()
         for name, value, low in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
                                  ("stride", stride, 1), ("padding", padding, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise QcreepError(f"FlippedQuanv3x3 {name} must be an integer >= {low}, got {value!r}")
+            check_int(value, f"FlippedQuanv3x3 {name}", low)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from qcreep.checks import check_int, is_int
 from qcreep.errors import QcreepError
 from qcreep.layers._angles import check_angle_mode, check_path, make_parameter, real_bias, real_dtype_of
 from qcreep.sim import (
@@ -21,10 +22,9 @@ from qcreep.sim import (
     unitarity_error,
 )
 from qcreep.sim.circuits import Prefetch, reupload_features
-from qcreep.sim.paulis import pauli_sum
+from qcreep.sim.paulis import MAX_QUBITS, pauli_sum
 from qcreep.sim.solvers import check_solver, resolve_solver
 
-MAX_QUBITS = 10
 OUTPUT_SCALES = ("none", "learned")
 BIAS_INITS = ("normal", "zero")
 
@@ -116,12 +116,11 @@ class DataReUploadingLinear(nn.Module):
                  path: str = "fast", solver: str = "auto", dtype=None, device=None):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features), ("n_reps", n_reps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise QcreepError(f"DataReUploadingLinear {name} must be an integer >= 1, got {value!r}")
+            check_int(value, f"DataReUploadingLinear {name}", 1)
         needed = min_qubits(in_features, out_features)
         if n_qubits is None:
             n_qubits = needed
-        elif isinstance(n_qubits, bool) or not isinstance(n_qubits, int) or n_qubits < needed:
+        elif not is_int(n_qubits) or n_qubits < needed:
             raise QcreepError(
                 f"DataReUploadingLinear({in_features} -> {out_features}) needs at least {needed} qubits "
                 f"(4**n >= {in_features} inputs and 2**n >= {out_features} outputs), got n_qubits={n_qubits!r}")

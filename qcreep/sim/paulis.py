@@ -23,15 +23,17 @@ import itertools
 
 import torch
 
+from qcreep.checks import check_int
 from qcreep.errors import QcreepError
 
 PAULI_LETTERS = "IXYZ"
-MAX_QUBITS = 12
+# The largest register qcreep simulates: 4**10 - 1 Pauli words per gate, 2**10 amplitudes per state.
+# Every module (layers, guard) takes its limit from here.
+MAX_QUBITS = 10
 
 
 def _check_n_qubits(n_qubits: int) -> None:
-    if not isinstance(n_qubits, int) or isinstance(n_qubits, bool) or not 1 <= n_qubits <= MAX_QUBITS:
-        raise QcreepError(f"n_qubits must be an integer from 1 to {MAX_QUBITS}, got {n_qubits!r}")
+    check_int(n_qubits, "n_qubits", 1, MAX_QUBITS)
 
 
 def num_generators(n_qubits: int) -> int:
