@@ -5,7 +5,19 @@ Registered names (slot kind: name):
 - ``conv3x3: conv2d`` -- ``nn.Conv2d(C_in, C_out, 3)``, the classical convolution;
 - ``conv3x3: flipped_quanv3x3`` -- :class:`FlippedQuanv3x3`, the flipped quanvolution;
 - ``dense: linear`` -- ``nn.Linear``;
-- ``dense: data_reuploading`` -- :class:`DataReUploadingLinear`, the re-uploading circuit.
+- ``dense: data_reuploading`` -- :class:`DataReUploadingLinear`, the re-uploading circuit;
+- ``conv3x3: conv3x3_twin`` and ``dense: dense_twin`` -- the classical twins of the two quantum
+  layers (:mod:`qcreep.layers.twins`).
+
+Each layer is registered next to its class, in its own module; importing this package imports
+them all.
+
+Example:
+    >>> from qcreep.layers import list_layers, twin_for
+    >>> list_layers("dense")
+    ['data_reuploading', 'dense_twin', 'linear']
+    >>> twin_for("flipped_quanv3x3", "conv3x3")
+    'conv3x3_twin'
 """
 
 from qcreep.layers import classical  # noqa: F401  (registers conv2d and linear)
@@ -20,22 +32,6 @@ from qcreep.layers.registry import (
     unregister_layer,
 )
 from qcreep.layers.reupload import DataReUploadingLinear, min_qubits
-
-
-@register_layer("flipped_quanv3x3", slot_kind="conv3x3", quantum=True,
-                description="FlippedQuanv3x3: 2-qubit SU(4) state per channel pair, patch as observable")
-def make_flipped_quanv3x3(slot, *, angles="real", path="fast", solver="auto", dtype=None, device=None):
-    return FlippedQuanv3x3(slot.in_channels, slot.out_channels, slot.stride, slot.padding,
-                           angles=angles, path=path, solver=solver, dtype=dtype, device=device)
-
-
-@register_layer("data_reuploading", slot_kind="dense", quantum=True,
-                description="DataReUploadingLinear: Hamiltonian embedding re-uploaded between SU(2^n) gates")
-def make_data_reuploading(slot, *, n_qubits=None, n_reps=10, angles="real", output_scale="none",
-                          bias_init="normal", path="fast", solver="auto", dtype=None, device=None):
-    return DataReUploadingLinear(slot.in_features, slot.out_features, n_qubits=n_qubits, n_reps=n_reps,
-                                 angles=angles, output_scale=output_scale, bias_init=bias_init, path=path,
-                                 solver=solver, dtype=dtype, device=device)
 
 
 def count_parameters(module) -> int:

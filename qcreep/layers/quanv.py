@@ -9,6 +9,7 @@ from torch import nn
 from qcreep.checks import check_int
 from qcreep.errors import QcreepError
 from qcreep.layers._angles import check_angle_mode, check_path, make_parameter, real_bias, real_dtype_of
+from qcreep.layers.registry import register_layer
 from qcreep.sim import expval_symmetric, norm_squared, special_unitary, unitarity_error
 from qcreep.sim.solvers import check_solver, resolve_solver
 
@@ -148,3 +149,9 @@ class FlippedQuanv3x3(nn.Module):
         return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, padding={self.padding}, "
                 f"angles={self.angles!r}, solver={self.solver!r}, params={self.num_parameters}")
 
+
+@register_layer("flipped_quanv3x3", slot_kind="conv3x3", quantum=True,
+                description="FlippedQuanv3x3: 2-qubit SU(4) state per channel pair, patch as observable")
+def make_flipped_quanv3x3(slot, *, angles="real", path="fast", solver="auto", dtype=None, device=None):
+    return FlippedQuanv3x3(slot.in_channels, slot.out_channels, slot.stride, slot.padding,
+                           angles=angles, path=path, solver=solver, dtype=dtype, device=device)

@@ -10,6 +10,7 @@ from torch import nn
 from qcreep.checks import check_int, is_int
 from qcreep.errors import QcreepError
 from qcreep.layers._angles import check_angle_mode, check_path, make_parameter, real_bias, real_dtype_of
+from qcreep.layers.registry import register_layer
 from qcreep.sim import (
     apply_matrix,
     complex_dtype,
@@ -226,3 +227,12 @@ class DataReUploadingLinear(nn.Module):
         return (f"in_features={self.in_features}, out_features={self.out_features}, n_qubits={self.n_qubits}, "
                 f"n_reps={self.n_reps}, angles={self.angles!r}, output_scale={self.output_scale!r}, "
                 f"bias_init={self.bias_init!r}, solver={self.solver!r}, params={self.num_parameters}")
+
+
+@register_layer("data_reuploading", slot_kind="dense", quantum=True,
+                description="DataReUploadingLinear: Hamiltonian embedding re-uploaded between SU(2^n) gates")
+def make_data_reuploading(slot, *, n_qubits=None, n_reps=10, angles="real", output_scale="none",
+                          bias_init="normal", path="fast", solver="auto", dtype=None, device=None):
+    return DataReUploadingLinear(slot.in_features, slot.out_features, n_qubits=n_qubits, n_reps=n_reps,
+                                 angles=angles, output_scale=output_scale, bias_init=bias_init, path=path,
+                                 solver=solver, dtype=dtype, device=device)
