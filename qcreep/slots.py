@@ -22,6 +22,12 @@ def _positive_int(value, what: str, minimum: int = 1) -> int:
 class Conv3x3Slot:
     """Image to image, 3x3 kernel: ``(C_in, H, W) -> (C_out, H', W')``.
 
+    Example:
+        >>> Conv3x3Slot(1, 32).output_shape((1, 32, 32))
+        (32, 30, 30)
+        >>> DenseSlot(12544, 10).describe()
+        'dense (12544,) -> (10,)'
+
     ``H' = (H + 2 * padding - 3) // stride + 1`` and the same for ``W'``, as for
     ``nn.Conv2d(C_in, C_out, 3, stride, padding)``.
     """

@@ -61,6 +61,17 @@ def _valid_name(name) -> bool:
 def register_layer(name: str, slot_kind: str, *, quantum: bool, description: str = "", twin_of: str | None = None):
     """Decorator: register ``factory(slot, **options) -> nn.Module`` as ``name`` for ``slot_kind``.
 
+    Example:
+        >>> from torch import nn
+        >>> from qcreep.layers.registry import create_layer, register_layer, unregister_layer
+        >>> from qcreep.slots import DenseSlot
+        >>> @register_layer("wide_linear", slot_kind="dense", quantum=False)
+        ... def make_wide_linear(slot, *, dtype=None):
+        ...     return nn.Linear(slot.in_features, slot.out_features, dtype=dtype)
+        >>> create_layer("wide_linear", DenseSlot(8, 2), n_reps=3)   # options it does not name are dropped
+        Linear(in_features=8, out_features=2, bias=True)
+        >>> unregister_layer("wide_linear", "dense")
+
     ``twin_of`` marks a classical layer as the *classical twin* of the quantum layer of that name
     (same slot kind): a control with the same shapes, a matched parameter count and the same class
     of nonlinearity. :func:`twin_for` finds it. A quantum layer has at most one twin per slot kind;

@@ -43,7 +43,14 @@ def num_generators(n_qubits: int) -> int:
 
 
 def pauli_words(n_qubits: int) -> list[str]:
-    """The basis as strings, e.g. ``['IX', 'IY', 'IZ', 'XI', ...]`` for two qubits."""
+    """The basis as strings, e.g. ``['IX', 'IY', 'IZ', 'XI', ...]`` for two qubits.
+
+    Example:
+        >>> pauli_words(1)
+        ['X', 'Y', 'Z']
+        >>> pauli_words(2)[:4], len(pauli_words(2))
+        (['IX', 'IY', 'IZ', 'XI'], 15)
+    """
     _check_n_qubits(n_qubits)
     words = ("".join(w) for w in itertools.product(PAULI_LETTERS, repeat=n_qubits))
     return [w for w in words if set(w) != {"I"}]
@@ -136,6 +143,12 @@ def n_qubits_for_generators(length: int) -> int:
 
 def pauli_sum(theta: torch.Tensor) -> torch.Tensor:
     """``G = sum_k theta_k P_k`` as a dense ``2**n x 2**n`` complex matrix.
+
+    Example:
+        >>> import torch
+        >>> pauli_sum(torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))   # Z on one qubit
+        tensor([[ 1.+0.j,  0.+0.j],
+                [ 0.+0.j, -1.+0.j]], dtype=torch.complex128)
 
     Args:
         theta: ``(..., 4**n - 1)`` coefficients in the basis order of :func:`pauli_words`. Real
