@@ -41,6 +41,7 @@ from qcreep.models import (
     parse_assignment,
     twin_assignment,
 )
+from qcreep.records import read_record
 from qcreep.train import DivergedError, RunData, build_run_model, fit, preflight, prepare_data
 from qcreep.tuning import TuningSpec, choose, final_config, is_diverged, mark_diverged, trial_configs, tuning_dir
 
@@ -241,7 +242,8 @@ def default_seed_parallel(device: str, n_seeds: int) -> int:
 def run_sweep(configs: list[TrainConfig], out_dir, *, executor: Executor | None = None,
               tuning: TuningSpec | None = None, resume: bool = False, progress=None, log=None,
               data: DataCache | None = None) -> list[dict]:
-    """Tune (if ``tuning``), then train every config (complete runs are skipped); write ``sweep.csv``.
+    """Tune (if ``tuning``), then train every config (complete runs are skipped); write ``sweep.csv``
+    (one row per run in the folder, earlier sweeps' runs included).
 
     With ``tuning``, the configs' values of the tuned settings are ignored: each rung (the configs
     that differ only by seed) gets the values chosen on the validation split, with the same budget
@@ -258,8 +260,20 @@ def run_sweep(configs: list[TrainConfig], out_dir, *, executor: Executor | None 
         for config in finals:
             preflight(config, out_dir, resume=resume)
         records = executor.run(finals, out_dir, resume=resume, progress=progress, log=log, data=data)
-        write_sweep_csv(records, out_dir / "sweep.csv")
+        write_sweep_csv(folder_records(out_dir, records), out_dir / "sweep.csv")
     return records
+
+
+def folder_records(out_dir, records: list[dict | None]) -> list[dict]:
+    """Every run record in ``out_dir/records`` (this sweep's and earlier ones), this sweep's first."""
+    ours = [r for r in records if r is not None]
+    seen = {r["run_id"] for r in ours}
+    others = []
+    for path in sorted((Path(out_dir) / "records").glob("*.json")):
+        rec = read_record(path)
+        if rec.get("run_id") not in seen and "record_version" in rec:
+            others.append(rec)
+    return ours + others
 
 
 def rung_groups(configs: list[TrainConfig], tuned: tuple[str, ...] = ()) -> list[list[TrainConfig]]:

@@ -260,7 +260,7 @@ def test_summarize_statistics_by_hand(results):
     assert p1["mean"] == pytest.approx(pop_mean_sd([90, 89, 91])[0])
     assert (p1["published_mean"], p1["published_sd"]) == (91.55, 0.21)
     assert p1["delta_pp"] == pytest.approx(90.0 - 91.55)
-    assert any("angles real" in d for d in r["protocol_differences"])
+    assert not any("angles" in d for d in r["protocol_differences"])  # level 0 has no angles
     assert any("5 epochs" in d for d in r["protocol_differences"])
     assert r["config_mismatch"] == []
 

@@ -88,7 +88,7 @@ def _protocol_differences(dataset: str, level, angles: str, epochs: int, config:
         return []
     proto = PUBLISHED_TORCH_PROTOCOL
     diffs = []
-    if angles != proto["angles"]:
+    if level != 0 and angles != proto["angles"]:  # level 0 has no angles
         diffs.append(f"angles {angles} (published: {proto['angles']})")
     if epochs != proto["epochs"]:
         diffs.append(f"{epochs} epochs (published: {proto['epochs']})")
@@ -105,6 +105,10 @@ def _protocol_differences(dataset: str, level, angles: str, epochs: int, config:
     if (_uses_reuploading(level, assignment) and isinstance(reps, (int, float))
             and reps != proto["n_reps"]):
         diffs.append(f"{reps} re-uploads (published: {proto['n_reps']})")
+    scale, bias = config.get("output_scale"), config.get("bias_init")
+    if _uses_reuploading(level, assignment) and (scale, bias) != (None, None) \
+            and (scale, bias) != ("none", "normal"):
+        diffs.append(f"readout: output scale {scale}, bias init {bias} (published: none, normal)")
     if config.get("max_train") is not None:
         diffs.append(f"max_train {config['max_train']} (published: full training set)")
     if config.get("max_test") is not None:
