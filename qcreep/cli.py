@@ -236,11 +236,11 @@ def _config_value(key, value, path):
     return checked if is_list else checked[0]
 
 
-def effective_settings(args) -> dict:
-    """Defaults, then the config file, then flags."""
+def effective_settings(args, file_settings: dict | None = None) -> dict:
+    """Defaults, then the config file (``file_settings`` if already read), then flags."""
     settings = dict(DEFAULTS)
     if args.config:
-        settings.update(load_config_file(args.config))
+        settings.update(file_settings if file_settings is not None else load_config_file(args.config))
     for key in SWEEP_KEYS:
         value = getattr(args, key, None)
         if value is not None:
@@ -278,8 +278,9 @@ def run_settings(args) -> dict:
     The learning rate is tuned unless it is fixed: ``--lr`` (or ``lr`` in a config file) without
     ``--tune`` fixes it, and ``--no-tune`` uses the given or published learning rate.
     """
-    settings = effective_settings(args)
-    explicit_tune = args.tune is not None or "tune" in (load_config_file(args.config) if args.config else {})
+    file_settings = load_config_file(args.config) if args.config else {}
+    settings = effective_settings(args, file_settings)
+    explicit_tune = args.tune is not None or "tune" in file_settings
     if settings.get("lr") is not None and not explicit_tune:
         settings["tune"] = [k for k in settings["tune"] if k != "lr"]
     return settings

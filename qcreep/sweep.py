@@ -34,7 +34,6 @@ from qcreep.data import get_spec, load_dataset
 from qcreep.errors import ConfigError, QcreepError
 from qcreep.files import atomic_write_bytes, atomic_write_json, results_lock
 from qcreep.models import (
-    assignment_label,
     hybridnet,
     is_quantum_assignment,
     level_of,
@@ -352,5 +351,5 @@ def _blank(value):
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-__all__ = ["DataCache", "Executor", "LocalExecutor", "SWEEP_COLUMNS", "assignment_label", "default_seed_parallel",
+__all__ = ["DataCache", "Executor", "LocalExecutor", "SWEEP_COLUMNS", "default_seed_parallel",
            "plan", "preflight_sweep", "run_sweep", "rung_groups", "tune_and_finalise", "write_sweep_csv"]
