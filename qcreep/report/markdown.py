@@ -461,10 +461,11 @@ def _baseline_lines(rows: list[dict]) -> list[str]:
 
 
 def report_text(records: list[dict], rows: list[dict], incomplete: list[dict], comparisons: list[dict],
-                root, plot_names: list[tuple[str, list[str]]]) -> str:
+                root, plot_names: list[tuple[str, list[str]]], hardware_lines: list[str] | None = None) -> str:
     """The text of ``report.md`` for the given records, rows, incomplete runs, comparisons and plots.
 
     ``plot_names`` is ``[(dataset, [file name, ...]), ...]``; images are linked relative to the report.
+    ``hardware_lines`` is the "From simulation to hardware" section (:mod:`qcreep.report.hardware`).
 
     Example:
         >>> text = report_text(records, rows, [], rung_comparisons(rows), "runs", [])  # doctest: +SKIP
@@ -502,6 +503,7 @@ def report_text(records: list[dict], rows: list[dict], incomplete: list[dict], c
     lines += _unitarity_section(rows)
     if rows:
         lines += _protocol_section(rows) + [""]
+    lines += list(hardware_lines or [])
     lines += ["## Plots", ""]
     for ds, names in plot_names:
         for name in names:  # images sit next to report.md

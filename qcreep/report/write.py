@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qcreep.files import atomic_write_text, ensure_dir
 from qcreep.report.compare import rung_comparisons
+from qcreep.report.hardware import hardware_rows, hardware_section, load_hardware, plot_hardware
 from qcreep.report.markdown import report_text
 from qcreep.report.plots import plot_curves, plot_final, rung_colors, safe_name
 from qcreep.report.records import load_records
@@ -26,7 +27,9 @@ def write_report(results_dir, out_dir=None) -> dict:
     Outputs go to ``out_dir`` (default: ``results_dir``; created if missing). Per dataset there is
     ``curves_<dataset>.png`` (accuracy per epoch: mean ± sd band per rung and angle mode,
     validation dashed, published PyTorch numbers as markers, incomplete runs dotted) and
-    ``final_<dataset>.png`` (final accuracy ± sd beside the published number at the same epoch).
+    ``final_<dataset>.png`` (final accuracy ± sd beside the published number at the same epoch),
+    and, where ``qcreep evaluate`` has scored runs, ``hardware_<dataset>.png`` (accuracy against
+    shots and against depolarising noise) with the report's "From simulation to hardware" section.
 
     Returns a dict of the paths written: ``"report"``, ``"csv"``, and ``"curves_<dataset>"`` /
     ``"final_<dataset>"`` for each plot. Raises :class:`~qcreep.errors.QcreepError` for bad records
@@ -44,6 +47,7 @@ def write_report(results_dir, out_dir=None) -> dict:
     rows = summarize(records)
     incomplete = incomplete_runs(records)
     comparisons = rung_comparisons(rows)
+    hardware = hardware_rows(load_hardware(root))
     paths: dict[str, str] = {}
 
     datasets = sorted({item["dataset"] for item in rows + incomplete}, key=dataset_rank)
@@ -61,6 +65,12 @@ def write_report(results_dir, out_dir=None) -> dict:
             plot_final(ds, ds_rows, colors, final)
             paths[f"final_{ds}"] = str(final)
             names.append(final.name)
+        ds_hardware = [r for r in hardware if r["dataset"] == ds]
+        if ds_hardware:
+            hw = out / f"hardware_{safe_name(ds)}.png"
+            plot_hardware(ds, ds_hardware, hw)
+            paths[f"hardware_{ds}"] = str(hw)
+            names.append(hw.name)
         plot_names.append((ds, names))
 
     csv_path = out / "summary.csv"
@@ -68,6 +78,7 @@ def write_report(results_dir, out_dir=None) -> dict:
     paths["csv"] = str(csv_path)
 
     report_path = out / "report.md"
-    atomic_write_text(report_path, report_text(records, rows, incomplete, comparisons, root, plot_names))
+    atomic_write_text(report_path, report_text(records, rows, incomplete, comparisons, root, plot_names,
+                                                  hardware_section(hardware)))
     paths["report"] = str(report_path)
     return paths
