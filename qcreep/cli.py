@@ -27,6 +27,7 @@ SWEEP_KEYS = {
     "data_dir": (str, False), "threads": (int, False), "val_fraction": (float, False), "split_seed": (int, False),
     "tune": (str, True), "tune_epochs": (int, False), "lr_grid": (float, True), "twins": (bool, False),
     "output_scale": (str, False), "bias_init": (str, False), "solver": (str, False), "seed_parallel": (int, False),
+    "executor": (str, False), "ray_address": (str, False), "gpu_fraction": (float, False),
 }
 DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 6,
             "angles": ["real"], "tune": ["lr"], "tune_epochs": 10, "twins": True}
@@ -62,6 +63,7 @@ _positive_int = _argument_type(int, lambda v: v >= 1, "a positive integer")
 _nonnegative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _argument_type(float, lambda v: 0 < v < float("inf"), "a positive number")
 _fraction = _argument_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+_unit_fraction = _argument_type(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def _level(text):
@@ -130,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed-parallel", type=_positive_int, metavar="K",
                      help="train K seeds of a rung at once as one stacked model (default: all seeds, up to 5, "
                           "on a GPU; 1 on a CPU)")
+    run.add_argument("--executor", choices=["local", "ray"],
+                     help="local (default): runs train in this process; ray: each run is a Ray task, on this "
+                          "machine or a cluster (pip install \"qcreep[ray]\")")
+    run.add_argument("--ray-address", metavar="ADDR",
+                     help="with --executor ray: local (default, starts Ray on this machine), auto (joins the "
+                          "cluster running here) or HOST:PORT")
+    run.add_argument("--gpu-fraction", type=_unit_fraction, metavar="F",
+                     help="with --executor ray and --device cuda: share of a GPU each run declares (default 0.25)")
     run.add_argument("--max-train", type=_positive_int, metavar="N", help="train on the first N examples")
     run.add_argument("--max-test", type=_positive_int, metavar="N", help="test on the first N examples")
     run.add_argument("--eval-batch-size", type=_positive_int, help="default 1000")
@@ -288,10 +298,11 @@ def run_settings(args) -> dict:
 
 def cmd_run(args) -> int:
     from qcreep.data import get_spec
+    from qcreep.executors import make_executor
     from qcreep.files import ensure_dir, results_lock
     from qcreep.models import all_assignments, assignment_label, hybridnet
     from qcreep.report import load_records, markdown_table, summarize, write_report
-    from qcreep.sweep import LocalExecutor, default_seed_parallel, plan, preflight_sweep, run_sweep
+    from qcreep.sweep import default_seed_parallel, plan, preflight_sweep, run_sweep
     from qcreep.tuning import TuningSpec, trial_configs, tuning_dir
 
     settings = run_settings(args)
@@ -307,8 +318,11 @@ def cmd_run(args) -> int:
     tuning = None
     if settings.get("tune"):
         tuning = TuningSpec.default(settings["tune"], epochs=settings["tune_epochs"], lr_grid=settings.get("lr_grid"))
-    seed_parallel = settings.get("seed_parallel") or default_seed_parallel(configs[0].device, settings["seeds"])
-    executor = LocalExecutor(seed_parallel=seed_parallel)
+    executor_name = settings.get("executor") or "local"
+    seed_parallel = settings.get("seed_parallel") or (
+        default_seed_parallel(configs[0].device, settings["seeds"]) if executor_name == "local" else 1)
+    executor = make_executor(executor_name, seed_parallel=seed_parallel, ray_address=settings.get("ray_address"),
+                             gpu_fraction=settings.get("gpu_fraction"))
     out_dir = Path(args.out)
     # every check before anything is written: data, every rung's model and memory, existing records
     data = preflight_sweep(configs, out_dir, resume=args.resume, check_records=tuning is None)
@@ -317,7 +331,7 @@ def cmd_run(args) -> int:
         trials = [t for g in rung_groups(configs, tuple(tuning.grid)) for t in trial_configs(g[0], tuning)]
         preflight_sweep(trials, tuning_dir(out_dir), resume=True, data=data)
     ensure_dir(out_dir)
-    with results_lock(out_dir):
+    with results_lock(out_dir), executor:
         saved = _save_settings(out_dir, settings)
         if sys.stderr.isatty():
             print(f"qcreep: {len(configs)} run(s) -> {out_dir} (settings in {saved.name})", file=sys.stderr)

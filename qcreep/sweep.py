@@ -5,12 +5,8 @@ value fails before anything trains. :func:`preflight_sweep` builds every rung's 
 memory estimate, loads every dataset and checks every existing record, all before the first
 epoch and without writing anything. :func:`run_sweep` tunes each rung on the validation split
 with the same budget (:mod:`qcreep.tuning`), trains the final seeds with the chosen settings
-through an executor, and writes ``sweep.csv``. The results folder is locked for the whole sweep
-(one writer per folder).
-
-:class:`LocalExecutor` runs the configs in this process: one after another, or, with
-``seed_parallel=K``, the seeds of one rung K at a time as one stacked model
-(:mod:`qcreep.stacked`).
+through an executor (:mod:`qcreep.executors`: this process, or Ray tasks on a cluster), and
+writes ``sweep.csv``. The results folder is locked for the whole sweep (one writer per folder).
 
 Example:
     >>> from qcreep.sweep import plan
@@ -25,13 +21,13 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
 from qcreep.config import TrainConfig
-from qcreep.data import get_spec, load_dataset
+from qcreep.data import get_spec
 from qcreep.errors import ConfigError, QcreepError
+from qcreep.executors import DataCache, Executor, LocalExecutor, data_key, default_seed_parallel, run_one
 from qcreep.files import atomic_write_bytes, atomic_write_json, results_lock
 from qcreep.models import (
     hybridnet,
@@ -41,8 +37,8 @@ from qcreep.models import (
     twin_assignment,
 )
 from qcreep.records import read_record
-from qcreep.train import DivergedError, RunData, build_run_model, fit, preflight, prepare_data
-from qcreep.tuning import TuningSpec, choose, final_config, is_diverged, mark_diverged, trial_configs, tuning_dir
+from qcreep.train import build_run_model, preflight
+from qcreep.tuning import TuningSpec, choose, final_config, trial_configs, tuning_dir
 
 
 def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",), twins: bool = False,
@@ -100,30 +96,6 @@ def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",
 # checks before anything is written
 
 
-def data_key(config: TrainConfig) -> tuple:
-    return (config.dataset, config.data_dir, config.max_train, config.max_test)
-
-
-class DataCache:
-    """Datasets loaded once per sweep, and their validation splits once per (fraction, seed)."""
-
-    def __init__(self):
-        self._raw: dict = {}
-        self._split: dict = {}
-
-    def raw(self, config: TrainConfig):
-        key = data_key(config)
-        if key not in self._raw:
-            self._raw[key] = load_dataset(*key)
-        return self._raw[key]
-
-    def run_data(self, config: TrainConfig) -> RunData:
-        key = (data_key(config), config.val_fraction, config.split_seed)
-        if key not in self._split:
-            self._split[key] = prepare_data(config, self.raw(config))
-        return self._split[key]
-
-
 def preflight_sweep(configs: list[TrainConfig], out_dir, *, resume: bool = False, data: DataCache | None = None,
                     check_records: bool = True) -> DataCache:
     """Check the whole sweep before anything trains or is written.
@@ -159,79 +131,6 @@ def check_memory_of(config: TrainConfig, n_models: int = 1) -> None:
     spec = get_spec(config.dataset)
     guard(config, device=config.device, input_shape=spec.input_shape, out_features=spec.num_classes,
           n_models=n_models)
-
-
-# ------------------------------------------------------------------------------------------------
-# executors
-
-
-class Executor(Protocol):
-    def run(self, configs: list[TrainConfig], out_dir, *, resume: bool, progress, log,
-            data: DataCache | None = None, tolerate_divergence: bool = False) -> list[dict | None]: ...
-
-
-def run_one(config: TrainConfig, out_dir, *, resume: bool, progress, log, data: DataCache,
-            tolerate_divergence: bool = False) -> dict | None:
-    """:func:`~qcreep.train.fit` one config; a diverged tuning trial is marked and gives None."""
-    kwargs = {} if log is None else {"log": log}
-    if tolerate_divergence and is_diverged(config, out_dir):
-        return None
-    try:
-        return fit(config, out_dir, resume=resume, progress=progress, data=data.run_data(config), **kwargs)
-    except DivergedError as err:
-        if not tolerate_divergence:
-            raise
-        mark_diverged(config, out_dir, str(err))
-        if log is not None:
-            log(f"[{config.dataset} {config.rung_label} lr {config.lr:g}] diverged; kept as a failed trial")
-        return None
-
-
-class LocalExecutor:
-    """Runs configs in this process, loading each dataset once.
-
-    Args:
-        seed_parallel: train up to this many seeds of one rung together as one stacked model
-            (1: one run at a time). Tuning trials always run one at a time.
-    """
-
-    def __init__(self, seed_parallel: int = 1):
-        if isinstance(seed_parallel, bool) or not isinstance(seed_parallel, int) or seed_parallel < 1:
-            raise ConfigError(f"seed_parallel must be an integer >= 1, got {seed_parallel!r}")
-        self.seed_parallel = seed_parallel
-
-    def run(self, configs, out_dir, *, resume=False, progress=None, log=None, data=None,
-            tolerate_divergence=False) -> list[dict | None]:
-        data = data or DataCache()
-        records: dict[str, dict | None] = {}
-        groups = [configs] if self.seed_parallel == 1 or tolerate_divergence else _seed_groups(configs)
-        for group in groups:
-            if self.seed_parallel > 1 and not tolerate_divergence and len(group) > 1:
-                from qcreep.stacked import fit_stacked
-                for start in range(0, len(group), self.seed_parallel):
-                    chunk = group[start:start + self.seed_parallel]
-                    kwargs = {} if log is None else {"log": log}
-                    for config, rec in zip(chunk, fit_stacked(chunk, out_dir, resume=resume, progress=progress,
-                                                              data=data.run_data(chunk[0]), **kwargs)):
-                        records[config.run_id] = rec
-            else:
-                for config in group:
-                    records[config.run_id] = run_one(config, out_dir, resume=resume, progress=progress, log=log,
-                                                     data=data, tolerate_divergence=tolerate_divergence)
-        return [records[c.run_id] for c in configs]
-
-
-def _seed_groups(configs: list[TrainConfig]) -> list[list[TrainConfig]]:
-    """Configs that differ only by seed, grouped in plan order."""
-    groups: dict[str, list[TrainConfig]] = {}
-    for config in configs:
-        groups.setdefault(config.config_hash, []).append(config)
-    return list(groups.values())
-
-
-def default_seed_parallel(device: str, n_seeds: int) -> int:
-    """Seed-parallel where it pays: on a GPU all seeds of a rung at once (up to 5); on a CPU one at a time."""
-    return min(max(n_seeds, 1), 5) if torch.device(device).type == "cuda" else 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -351,5 +250,6 @@ def _blank(value):
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-__all__ = ["DataCache", "Executor", "LocalExecutor", "SWEEP_COLUMNS", "default_seed_parallel",
-           "plan", "preflight_sweep", "run_sweep", "rung_groups", "tune_and_finalise", "write_sweep_csv"]
+# The executors lived here first; they are re-exported for callers of earlier versions.
+__all__ = ["DataCache", "Executor", "LocalExecutor", "SWEEP_COLUMNS", "data_key", "default_seed_parallel",
+           "plan", "preflight_sweep", "run_one", "run_sweep", "rung_groups", "tune_and_finalise", "write_sweep_csv"]

@@ -214,15 +214,19 @@ class RunTracker:
     """The files and metrics of one run: resume, end-of-epoch scores, checkpoint and record.
 
     A loop trains ``tracker.model`` (or a stacked copy whose values it copies back before
-    :meth:`end_epoch`) and calls :meth:`end_epoch` after each epoch.
+    :meth:`end_epoch`) and calls :meth:`end_epoch` after each epoch. ``on_epoch(tracker)``, if
+    given, is called after each epoch's checkpoint and record are written (an executor uses it to
+    ship them elsewhere). A resumed run lists the epochs it was resumed after in its record's
+    ``resumed_after``.
     """
 
     def __init__(self, config: TrainConfig, out_dir, data: RunData, *, existing: dict | None = None,
-                 resume: bool = False, log=_default_log):
+                 resume: bool = False, log=_default_log, on_epoch=None):
         self.config = config
         self.out_dir = Path(out_dir)
         self.data = data
         self.log = log
+        self.on_epoch = on_epoch
         self.device = check_device(config.device)
         self.dtype = DTYPES[config.dtype]
         self.rec_path = record_path(out_dir, config)
@@ -256,6 +260,8 @@ class RunTracker:
             "config": config.to_dict(), "environment": environment(self.device),
         }
         if self.start_epoch:
+            earlier = (existing or {}).get("resumed_after") or []
+            self.record["resumed_after"] = [*earlier, self.start_epoch]
             self._update_record(self.start_epoch)
         self.x_probe = data.test.x[: min(len(data.test), 200)].to(device=self.device, dtype=self.dtype)
 
@@ -297,6 +303,8 @@ class RunTracker:
         if epoch + 1 == config.epochs:
             self.record["status"] = "complete"
         write_record(self.rec_path, self.record)
+        if self.on_epoch is not None:
+            self.on_epoch(self)
         val = f"val acc {100 * val_acc:.2f}% | " if val_acc is not None else ""
         return (f"{self.tag} epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f} "
                 f"acc {100 * train_acc:.2f}% | {val}test acc {100 * test_acc:.2f}% | {seconds:.1f}s")
@@ -322,7 +330,8 @@ class RunTracker:
 
 
 def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | None = None,
-        log=_default_log, data=None, stop_after: int | None = None, verbose: bool = False) -> dict:
+        log=_default_log, data=None, stop_after: int | None = None, verbose: bool = False,
+        on_epoch=None) -> dict:
     """Train one run and return its record.
 
     Args:
@@ -336,6 +345,8 @@ def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | 
             :class:`RunData`.
         stop_after: stop after this many epochs of this call (for tests of resuming).
         verbose: log a line per epoch (default: one line when the run finishes).
+        on_epoch: called as ``on_epoch(tracker)`` (a :class:`RunTracker`) after each epoch's
+            checkpoint and record are written.
 
     A run whose record is already complete for ``config.epochs`` epochs is not trained again;
     its record is returned.
@@ -353,7 +364,8 @@ def fit(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | 
             torch.set_num_threads(config.threads)
         with results_lock(out_dir):
             run_data = prepare_data(config, data)
-            tracker = RunTracker(config, out_dir, run_data, existing=existing, resume=resume, log=log)
+            tracker = RunTracker(config, out_dir, run_data, existing=existing, resume=resume, log=log,
+                                 on_epoch=on_epoch)
             return _train(tracker, progress, log, stop_after, verbose)
     finally:
         torch.set_num_threads(previous_threads)
