@@ -1,0 +1,228 @@
+"""Finite-shot estimates of the quantum layers' outputs, sampled exactly (or, for large layers, by
+a Gaussian with the exact mean and variance).
+
+Random streams. Every image gets its own ``torch.Generator``, seeded from ``(seed, layer index,
+image index)`` through a SplitMix64 mix (:func:`stream_seed`). The layer index counts the quantum
+layers of a model in ``named_modules`` order; the image index counts the images a layer has been
+given since it was built or reset. The draws for an image therefore depend on the seed, the layer
+and the image's position in the evaluation, and not on the batch size.
+
+Re-uploading head (``DataReUploadingLinear`` on ``n`` qubits). The circuit is measured ``S``
+times in the computational basis. The counts of the ``2**n`` outcomes are multinomial,
+``(c_0, ..., c_{2**n - 1}) ~ Multinomial(S, p)``, with ``p`` the exact (or noisy) probabilities,
+and the head reads ``p_hat_j = c_j / S`` for ``j < out_features``. Only those counts are drawn, by
+the exact conditional-binomial construction ``c_j ~ Binomial(S - sum_{i<j} c_i, p_j / (1 - sum_{i<j}
+p_i))``: ``out_features`` scalar draws per image, whatever ``S`` and ``n``. ``E[p_hat_j] = p_j`` and
+``Var[p_hat_j] = p_j (1 - p_j) / S``.
+
+Flipped quanvolution. Each output position is measured on its own, as in the paper: for channel
+pair ``(o, c)`` and patch ``A`` the observable ``H = (A + A^T) / 2`` (``A`` zero-padded to 4x4) is
+not diagonal, so it is split into the Pauli words it can contain. ``H`` is real symmetric, so only
+the ten real symmetric words appear (those with an even number of ``Y``)::
+
+    H = h_II II + sum_{P in REAL_WORDS} h_P(A) P,     h_P(A) = Tr(P H) / 4 = sum_{i,j<3} P_ij A_ij / 4,
+
+``REAL_WORDS = IX, IZ, XI, XX, XZ, YY, ZI, ZX, ZZ``. The coefficients are linear in the patch.
+The identity term is known without measuring. **Each of the nine words is measured in its own
+setting with S shots** (9 S shots per patch and channel pair): the estimate of ``<P>`` is
+``2 k_P / S - 1`` with ``k_P ~ Binomial(S, (1 + <P>) / 2)`` the number of ``+1`` outcomes, all
+independent. The layer's estimate is
+
+    y_o = bias_o + (1 / C_in) sum_c [ h_II(A_c) + sum_P h_P(A_c) (2 k_ocP / S - 1) ],
+
+unbiased, with variance ``(1 / C_in**2) sum_c sum_P h_P(A_c)**2 (1 - <P>_oc**2) / S`` at every output
+position: a quadratic form in the patch, computed with one depthwise convolution.
+
+``shots_mode`` for the quanvolution: ``"exact"`` draws the ``C_out C_in 9 H' W'`` binomials per
+image (about 50 ns each on a CPU core); ``"gaussian"`` adds to the exact output a normal variable
+with the variance above (one draw per output value); ``"auto"`` is exact when an image needs at
+most :data:`AUTO_EXACT_MAX_DRAWS` binomials, Gaussian otherwise. For the digits HybridNet (12x12
+inputs) both convolutions are exact (28,800 and 294,912 draws per image); for 32x32 inputs the
+second one (3.6 million) is Gaussian. The head is always sampled exactly.
+
+Example:
+    >>> import torch
+    >>> g = image_generators(0, layer_index=0, start=0, count=2)
+    >>> counts = sample_counts(torch.tensor([[0.5, 0.5], [1.0, 0.0]], dtype=torch.float64), 100, 2, g)
+    >>> counts[1].tolist(), int(counts[0].sum()) <= 100
+    ([100.0, 0.0], True)
+    >>> REAL_WORDS
+    ('IX', 'IZ', 'XI', 'XX', 'XZ', 'YY', 'ZI', 'ZX', 'ZZ')
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from qcreep.checks import check_int
+from qcreep.errors import QcreepError
+from qcreep.sim import pauli_matrices, pauli_words
+
+SHOTS_MODES = ("auto", "exact", "gaussian")
+# "auto" samples a quantum convolution exactly up to this many binomial draws per image (a few
+# tens of milliseconds on one core), and by the Gaussian with the exact variance above it.
+AUTO_EXACT_MAX_DRAWS = 2**19
+# shots are kept where float64 counts are exact and the sampling is meaningful
+MAX_SHOTS = 10**12
+REAL_WORDS = tuple(w for w in pauli_words(2) if w.count("Y") % 2 == 0)
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z: int) -> int:
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def stream_seed(seed: int, layer_index: int, image_index: int) -> int:
+    """A 63-bit generator seed for one image of one layer: SplitMix64 over the three integers."""
+    z = _splitmix64(seed & _MASK64)
+    z = _splitmix64(z ^ (layer_index & _MASK64))
+    z = _splitmix64(z ^ (image_index & _MASK64))
+    return z >> 1
+
+
+def image_generators(seed: int, layer_index: int, start: int, count: int, device=None) -> list[torch.Generator]:
+    """Generators for images ``start .. start + count - 1`` of layer ``layer_index``."""
+    out = []
+    for image in range(start, start + count):
+        gen = torch.Generator(device=device if device is not None else "cpu")
+        gen.manual_seed(stream_seed(seed, layer_index, image))
+        out.append(gen)
+    return out
+
+
+def sample_counts(probs: torch.Tensor, shots: int, first: int, generators) -> torch.Tensor:
+    """Counts of outcomes ``0 .. first - 1`` in ``shots`` measurements, for each row of ``probs``.
+
+    ``probs`` is real ``(B, N)``; rows are clamped at 0 and normalised (in float64) first. The
+    counts are the first ``first`` entries of a ``Multinomial(shots, p)`` draw, sampled exactly by
+    conditional binomials with ``generators[b]`` for row ``b``. Returns float64 ``(B, first)``.
+    """
+    check_int(shots, "shots", 1, MAX_SHOTS)
+    if probs.is_complex() or probs.dim() != 2:
+        raise QcreepError(f"sample_counts takes real probabilities (B, N), got {tuple(probs.shape)} {probs.dtype}")
+    if len(generators) != probs.shape[0]:
+        raise QcreepError(f"sample_counts needs one generator per row: {probs.shape[0]} rows, {len(generators)}")
+    p = probs.detach().to(device="cpu", dtype=torch.float64).clamp_min(0.0)
+    p = p / p.sum(-1, keepdim=True)
+    # the probability of the outcomes >= j (a reversed cumulative sum, accurate down to the tail)
+    left = p.flip(-1).cumsum(-1).flip(-1)
+    ratio = torch.where(left > 0, p / left.clamp_min(torch.finfo(torch.float64).tiny), 0.0).clamp(0.0, 1.0)
+    counts = torch.zeros(p.shape[0], first, dtype=torch.float64)
+    for b, gen in enumerate(generators):
+        remaining = torch.tensor(float(shots), dtype=torch.float64)
+        for j in range(first):
+            c = torch.binomial(remaining.reshape(1), ratio[b, j].reshape(1), generator=gen)[0]
+            counts[b, j] = c
+            remaining = remaining - c
+    return counts.to(probs.device)
+
+
+@functools.cache
+def _word_tables() -> tuple[torch.Tensor, torch.Tensor]:
+    """The nine real symmetric words as real 4x4 matrices, and their patch coefficient masks.
+
+    Returns ``(words (9, 4, 4), coefficients (10, 3, 3))``: ``coefficients[0] = I[:3, :3] / 4`` gives
+    ``h_II`` and ``coefficients[1 + k] = P_k[:3, :3] / 4`` gives ``h_P`` of word ``REAL_WORDS[k]``.
+    """
+    names = pauli_words(2)
+    mats = pauli_matrices(2, dtype=torch.complex128)
+    words = torch.stack([mats[names.index(w)] for w in REAL_WORDS])
+    if float(words.imag.abs().max()) != 0.0:
+        raise QcreepError("internal error: a word of REAL_WORDS has imaginary entries")
+    words = words.real.contiguous()
+    identity = torch.eye(4, dtype=torch.float64)
+    coefficients = torch.cat((identity[None], words), 0)[:, :3, :3] / 4.0
+    return words, coefficients.contiguous()
+
+
+def pauli_expectations(rho: torch.Tensor) -> torch.Tensor:
+    """``<P> = Tr(P rho) = sum_ij P_ij Re(rho)_ij`` for the nine words of :data:`REAL_WORDS`.
+
+    ``rho`` is ``(..., 4, 4)`` complex (a density matrix); the value is real because ``P`` is real
+    symmetric and ``Im(rho)`` antisymmetric. Returns real ``(..., 9)``.
+    """
+    words, _ = _word_tables()
+    re = rho.real
+    return torch.einsum("kij,...ij->...k", words.to(device=re.device, dtype=re.dtype), re)
+
+
+def patch_coefficients(layer, x: torch.Tensor) -> torch.Tensor:
+    """``h_II`` and ``h_P`` of every patch: real ``(B, C_in, 10, H', W')`` (index 0 is ``h_II``).
+
+    One depthwise convolution with the ten 3x3 coefficient masks, with the layer's stride and
+    padding.
+    """
+    _, coefficients = _word_tables()
+    channels = layer.in_channels
+    weight = coefficients.to(device=x.device, dtype=x.dtype).repeat(channels, 1, 1).unsqueeze(1)  # (C*10,1,3,3)
+    h = F.conv2d(x, weight, stride=layer.stride, padding=layer.padding, groups=channels)
+    return h.reshape(x.shape[0], channels, 10, *h.shape[-2:])
+
+
+def quanv_draws_per_image(layer, height: int, width: int) -> int:
+    """Binomial draws the exact quanvolution sampler needs for one ``H x W`` image."""
+    h_out = (height + 2 * layer.padding - 3) // layer.stride + 1
+    w_out = (width + 2 * layer.padding - 3) // layer.stride + 1
+    return layer.out_channels * layer.in_channels * len(REAL_WORDS) * h_out * w_out
+
+
+def resolve_shots_mode(shots_mode: str, layer, x: torch.Tensor) -> str:
+    """``"exact"`` or ``"gaussian"`` for a quanvolution on input ``x`` (``"auto"`` by the draw count)."""
+    if shots_mode != "auto":
+        return shots_mode
+    draws = quanv_draws_per_image(layer, x.shape[-2], x.shape[-1])
+    return "exact" if draws <= AUTO_EXACT_MAX_DRAWS else "gaussian"
+
+
+def quanv_shots_exact(layer, x: torch.Tensor, expectations: torch.Tensor, shots: int, generators) -> torch.Tensor:
+    """The finite-shot estimate of a flipped quanvolution, with every binomial drawn.
+
+    ``x`` is ``(B, C_in, H, W)``; ``expectations`` the ``(C_out, C_in, 9)`` values ``<P>_oc`` of the
+    (noisy) states. Sampling runs in float64 on the CPU; the result has the dtype and device of ``x``.
+    """
+    check_int(shots, "shots", 1, MAX_SHOTS)
+    xd = x.detach().to(device="cpu", dtype=torch.float64)
+    h = patch_coefficients(layer, xd)  # (B, C, 10, H', W')
+    batch, channels, _, h_out, w_out = h.shape
+    h = h.reshape(batch, channels, 10, h_out * w_out)
+    plus = ((1.0 + expectations.detach().to(device="cpu", dtype=torch.float64)) / 2).clamp(0.0, 1.0)
+    plus = plus[..., None].expand(-1, -1, -1, h_out * w_out).contiguous()  # (O, C, 9, L)
+    count = torch.full_like(plus, float(shots))
+    bias = _real(layer.bias).detach().to(device="cpu", dtype=torch.float64)
+    out = torch.empty(batch, layer.out_channels, h_out * w_out, dtype=torch.float64)
+    for b, gen in enumerate(generators):
+        estimates = torch.binomial(count, plus, generator=gen).mul_(2.0 / shots).sub_(1.0)  # (O, C, 9, L)
+        values = torch.einsum("cpl,ocpl->ol", h[b, :, 1:], estimates) + h[b, :, 0].sum(0)
+        out[b] = values / channels + bias[:, None]
+    return out.reshape(batch, layer.out_channels, h_out, w_out).to(device=x.device, dtype=x.dtype)
+
+
+def quanv_shot_variance(layer, x: torch.Tensor, expectations: torch.Tensor, shots: int) -> torch.Tensor:
+    """Variance of the finite-shot estimate at every output: ``(B, C_out, H', W')``.
+
+    ``(1 / C_in**2) sum_c sum_P h_P(A_c)**2 (1 - <P>_oc**2) / S``: the squared patch coefficients
+    from one depthwise convolution, contracted with the per-word weights.
+    """
+    check_int(shots, "shots", 1, MAX_SHOTS)
+    h = patch_coefficients(layer, x)[:, :, 1:]  # (B, C, 9, H', W')
+    weights = (1.0 - expectations.to(x.dtype).square()).clamp_min(0.0) / shots  # (O, C, 9)
+    return torch.einsum("bcphw,ocp->bohw", h.square(), weights) / layer.in_channels**2
+
+
+def quanv_shots_gaussian(layer, x: torch.Tensor, mean: torch.Tensor, expectations: torch.Tensor, shots: int,
+                         generators) -> torch.Tensor:
+    """``mean`` (the exact, possibly noisy, output) plus a normal variable with the exact shot variance."""
+    std = quanv_shot_variance(layer, x, expectations, shots).sqrt()
+    noise = torch.stack([torch.randn(std.shape[1:], generator=gen, dtype=torch.float64) for gen in generators])
+    return mean + std * noise.to(device=x.device, dtype=x.dtype)
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    return t.real if t.is_complex() else t
