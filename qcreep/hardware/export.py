@@ -351,6 +351,30 @@ def qubitwise_settings(terms) -> list[str]:
     return sorted("".join(ch if ch != "I" else "Z" for ch in s) for s in settings)
 
 
+def assign_terms(terms, settings) -> dict[str, list]:
+    """Each non-identity term of ``terms`` under the first of ``settings`` that measures it.
+
+    A setting measures a word when they agree on every qubit where the word is not ``I``. Returns
+    ``{setting: [term, ...]}`` (terms as given); a term that no setting measures is an error.
+
+    Example:
+        >>> assign_terms(["XI", "ZZ", "IZ"], ["XX", "ZZ"])
+        {'XX': ['XI'], 'ZZ': ['ZZ', 'IZ']}
+    """
+    groups: dict[str, list] = {s: [] for s in settings}
+    for term in terms:
+        label = term if isinstance(term, str) else term[0]
+        if set(label) == {"I"}:
+            continue
+        for setting in settings:
+            if all(a == "I" or a == b for a, b in zip(label, setting)):
+                groups[setting].append(term)
+                break
+        else:
+            raise QcreepError(f"no measurement setting of {', '.join(settings)} measures the word {label}")
+    return groups
+
+
 def measurement_circuits(conv: FlippedQuanv3x3, x, *, out_channel: int = 0, in_channel: int = 0,
                          position=(0, 0)) -> list:
     """One measured circuit per qubit-wise commuting setting of the patch observable.
