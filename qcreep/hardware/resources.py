@@ -356,9 +356,11 @@ def format_resources(rows: list[dict], *, title: str | None = None) -> str:
                  r["shots_per_image"], r["two_qubit_gates"], r["depth"],
                  None if r["transpile_seconds"] is None else r["transpile_seconds"])
         lines.append("| " + " | ".join(c if isinstance(c, str) else _fmt(c) for c in cells) + " |")
+    lines.append("")
+    lines.append(f"Total per image: {_fmt(sum(r['executions_per_image'] for r in rows))} circuits, "
+                 f"{_fmt(sum(r['shots_per_image'] for r in rows))} shots.")
     per_model = [r for r in rows if "executions_per_model" in r]
     if per_model:
-        lines.append("")
         lines.append("Quanvolution, data-independent alternative (each state's Pauli expectations once per model): "
                      + "; ".join(f"{r['slot']}: {_fmt(r['executions_per_model'])} circuits, "
                                  f"{_fmt(r['shots_per_model'])} shots per model" for r in per_model))
@@ -367,15 +369,15 @@ def format_resources(rows: list[dict], *, title: str | None = None) -> str:
     lines.append(f"Precision {first['precision']:g} (standard error of each output); basis "
                  f"{', '.join(first['basis'])}, optimisation level {first['optimization_level']}, "
                  "all-to-all connectivity.")
-    notes = []
+    notes: dict[str, list[str]] = {}  # note -> the slots it applies to, in order
     for r in rows:
         ref = r["reference"]
+        own = list(r["notes"])
         if r["layer"] == "data_reuploading":
-            notes.append(f"{r['slot']}: analytic reference for {ref['unitaries']} generic unitaries: quantum Shannon "
-                         f"decomposition {_fmt(ref['two_qubit_qsd'])} CNOTs, lower bound "
-                         f"{_fmt(ref['two_qubit_lower_bound'])}; readout scale {r['readout_scale']:.3g}")
-        for note in r["notes"]:
-            if f"{r['slot']}: {note}" not in notes and note not in notes:
-                notes.append(note if note == INSTALL_NOTE else f"{r['slot']}: {note}")
-    lines += [f"- {n}" for n in notes]
+            own.append(f"analytic reference for {ref['unitaries']} generic unitaries: quantum Shannon decomposition "
+                       f"{_fmt(ref['two_qubit_qsd'])} CNOTs, lower bound {_fmt(ref['two_qubit_lower_bound'])}; "
+                       f"readout scale {r['readout_scale']:.3g}")
+        for note in own:
+            notes.setdefault(note, []).append(r["slot"])
+    lines += [f"- {', '.join(slots)}: {note}" for note, slots in notes.items()]
     return "\n".join(lines)
