@@ -39,6 +39,7 @@ from qcreep.hardware.noise import (
 from qcreep.hardware.shots import (
     AUTO_EXACT_MAX_DRAWS,
     REAL_WORDS,
+    SETTINGS,
     image_generators,
     patch_coefficients,
     pauli_expectations,
@@ -365,6 +366,13 @@ def test_patch_coefficients_reconstruct_the_patch_hamiltonian():
     assert len(REAL_WORDS) == 9 and all(w.count("Y") % 2 == 0 for w in REAL_WORDS)
 
 
+def test_settings_are_those_of_the_export():
+    export = pytest.importorskip("qcreep.hardware.export")
+    settings = export.qubitwise_settings(list(REAL_WORDS))
+    assert export.assign_terms(list(REAL_WORDS), settings) == {k: list(v) for k, v in SETTINGS.items()}
+    assert sorted(w for words in SETTINGS.values() for w in words) == sorted(REAL_WORDS)
+
+
 def test_pauli_expectations_of_noisy_states():
     conv = FlippedQuanv3x3(1, 2, dtype=F64)
     with torch.no_grad():
@@ -429,7 +437,7 @@ def test_auto_shots_mode_threshold():
     assert resolve_shots_mode("auto", conv1, torch.zeros(1, 1, 12, 12)) == "exact"
     assert resolve_shots_mode("auto", conv2, torch.zeros(1, 32, 10, 10)) == "exact"
     assert resolve_shots_mode("auto", conv2, torch.zeros(1, 32, 30, 30)) == "gaussian"
-    assert 16 * 32 * 9 * 64 <= AUTO_EXACT_MAX_DRAWS < 16 * 32 * 9 * 28 * 28
+    assert 16 * 32 * 11 * 64 <= AUTO_EXACT_MAX_DRAWS < 16 * 32 * 11 * 28 * 28
     assert resolve_shots_mode("gaussian", conv1, torch.zeros(1, 1, 12, 12)) == "gaussian"
 
 

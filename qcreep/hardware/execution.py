@@ -4,9 +4,9 @@ qcreep's layers compute exact expectation values of noiseless circuits. An :clas
 says how the quantum layers should be evaluated instead:
 
 * ``shots``: ``None`` for exact expectation values, or ``S`` measurements per circuit (the
-  re-uploading head: ``S`` shots per image; the flipped quanvolution: ``S`` shots per Pauli word,
-  9 words per patch and channel pair). See :mod:`qcreep.hardware.shots` for the estimators and
-  their variances.
+  re-uploading head: ``S`` shots per image; the flipped quanvolution: ``S`` shots per measurement
+  setting, 5 qubit-wise commuting settings per patch and channel pair). See
+  :mod:`qcreep.hardware.shots` for the estimators and their variances.
 * ``noise``: the probability ``p`` of a single-qubit depolarising channel on every qubit after
   every block, ``D_p(rho) = (1 - p) rho + (p / 3)(X rho X + Y rho Y + Z rho Z)`` (PennyLane's
   ``DepolarizingChannel(p)``; Qiskit Aer's ``depolarizing_error(4 p / 3, 1)``), ``p`` in

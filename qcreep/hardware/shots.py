@@ -22,23 +22,37 @@ the ten real symmetric words appear (those with an even number of ``Y``)::
 
     H = h_II II + sum_{P in REAL_WORDS} h_P(A) P,     h_P(A) = Tr(P H) / 4 = sum_{i,j<3} P_ij A_ij / 4,
 
-``REAL_WORDS = IX, IZ, XI, XX, XZ, YY, ZI, ZX, ZZ``. The coefficients are linear in the patch.
-The identity term is known without measuring. **Each of the nine words is measured in its own
-setting with S shots** (9 S shots per patch and channel pair): the estimate of ``<P>`` is
-``2 k_P / S - 1`` with ``k_P ~ Binomial(S, (1 + <P>) / 2)`` the number of ``+1`` outcomes, all
-independent. The layer's estimate is
+``REAL_WORDS = IX, IZ, XI, XX, XZ, YY, ZI, ZX, ZZ``. The coefficients are linear in the patch, and
+the identity term is known without measuring. The nine words are measured in the **five
+qubit-wise commuting settings** of :mod:`qcreep.hardware.export` and :mod:`qcreep.hardware.resources`
+(:data:`SETTINGS`): ``XX`` measures ``IX, XI, XX``; ``XZ`` measures ``IZ, XZ``; ``YY`` measures
+``YY``; ``ZX`` measures ``ZI, ZX``; ``ZZ`` measures ``ZZ``. **Each setting gets S shots** (5 S shots
+per patch and channel pair). A shot of setting ``L0 L1`` gives two signs ``a0, a1 = +-1`` with
 
-    y_o = bias_o + (1 / C_in) sum_c [ h_II(A_c) + sum_P h_P(A_c) (2 k_ocP / S - 1) ],
+    Prob(a0, a1) = (1 + a0 <L0 I> + a1 <I L1> + a0 a1 <L0 L1>) / 4,
 
-unbiased, with variance ``(1 / C_in**2) sum_c sum_P h_P(A_c)**2 (1 - <P>_oc**2) / S`` at every output
-position: a quadratic form in the patch, computed with one depthwise convolution.
+and a word of the setting is estimated by the mean of its sign (``a0``, ``a1`` or ``a0 a1``) over
+the S shots. The words of one setting come from the same shots, so their estimates are
+correlated; the settings are independent. The layer's estimate
 
-``shots_mode`` for the quanvolution: ``"exact"`` draws the ``C_out C_in 9 H' W'`` binomials per
-image (about 50 ns each on a CPU core); ``"gaussian"`` adds to the exact output a normal variable
-with the variance above (one draw per output value); ``"auto"`` is exact when an image needs at
-most :data:`AUTO_EXACT_MAX_DRAWS` binomials, Gaussian otherwise. For the digits HybridNet (12x12
-inputs) both convolutions are exact (28,800 and 294,912 draws per image); for 32x32 inputs the
-second one (3.6 million) is Gaussian. The head is always sampled exactly.
+    y_o = bias_o + (1 / C_in) sum_c [ h_II(A_c) + sum_P h_P(A_c) e_ocP ]
+
+is unbiased, with variance at every output position
+
+    Var(y_o) = (1 / (C_in**2 S)) sum_c sum_s sum_{P, Q in s} h_P(A_c) h_Q(A_c) (<PQ>_oc - <P>_oc <Q>_oc),
+
+(``PQ`` is again a word of the setting; ``<PP> = 1``): a quadratic form in the patch, computed from
+one depthwise convolution (the 9 squares and 5 cross products of the ``h_P``).
+
+Exact sampling draws, per output position and channel pair, the four outcome counts of each of
+the settings ``XX``, ``XZ``, ``ZX`` (three conditional binomials each) and the ``+1`` count of the
+product sign for ``YY`` and ``ZZ`` (one binomial each; its law needs only ``<YY>``, ``<ZZ>``):
+11 binomials. ``shots_mode`` for the quanvolution: ``"exact"`` draws these ``11 C_out C_in H' W'``
+binomials per image (about 50 ns each on a CPU core); ``"gaussian"`` adds to the exact output a
+normal variable with the variance above (one draw per output value); ``"auto"`` is exact when an
+image needs at most :data:`AUTO_EXACT_MAX_DRAWS` binomials, Gaussian otherwise. For the digits
+HybridNet (12x12 inputs) both convolutions are exact (35,200 and 360,448 draws per image); for
+32x32 inputs the second one (4.4 million) is Gaussian. The head is always sampled exactly.
 
 Example:
     >>> import torch
@@ -48,6 +62,8 @@ Example:
     ([100.0, 0.0], True)
     >>> REAL_WORDS
     ('IX', 'IZ', 'XI', 'XX', 'XZ', 'YY', 'ZI', 'ZX', 'ZZ')
+    >>> SETTINGS
+    {'XX': ('IX', 'XI', 'XX'), 'XZ': ('IZ', 'XZ'), 'YY': ('YY',), 'ZX': ('ZI', 'ZX'), 'ZZ': ('ZZ',)}
 """
 
 from __future__ import annotations
@@ -68,6 +84,13 @@ AUTO_EXACT_MAX_DRAWS = 2**19
 # shots are kept where float64 counts are exact and the sampling is meaningful
 MAX_SHOTS = 10**12
 REAL_WORDS = tuple(w for w in pauli_words(2) if w.count("Y") % 2 == 0)
+# The qubit-wise commuting measurement settings of a patch Hamiltonian and the words each one
+# estimates: qcreep.hardware.export's qubitwise_settings / assign_terms of REAL_WORDS (a word goes to
+# the first setting, in this order, that measures it).
+SETTINGS = {"XX": ("IX", "XI", "XX"), "XZ": ("IZ", "XZ"), "YY": ("YY",), "ZX": ("ZI", "ZX"), "ZZ": ("ZZ",)}
+# binomial draws per output position and channel pair: 3 for a setting whose single-qubit signs are
+# used (a four-outcome multinomial), 1 for a setting read only through the product sign
+DRAWS_PER_POSITION = sum(3 if len(words) > 1 else 1 for words in SETTINGS.values())
 
 _MASK64 = (1 << 64) - 1
 
@@ -166,11 +189,27 @@ def patch_coefficients(layer, x: torch.Tensor) -> torch.Tensor:
     return h.reshape(x.shape[0], channels, 10, *h.shape[-2:])
 
 
+def _word_product(p: str, q: str) -> str:
+    """The product of two qubit-wise commuting words (no phase: equal letters cancel)."""
+    return "".join("I" if a == b else (b if a == "I" else a) for a, b in zip(p, q))
+
+
+@functools.cache
+def _covariance_pairs() -> tuple[tuple[int, int, int], ...]:
+    """``(P, Q, PQ)`` indices into :data:`REAL_WORDS` for the pairs ``P < Q`` measured by one setting."""
+    pairs = []
+    for words in SETTINGS.values():
+        for i, p in enumerate(words):
+            for q in words[i + 1:]:
+                pairs.append((REAL_WORDS.index(p), REAL_WORDS.index(q), REAL_WORDS.index(_word_product(p, q))))
+    return tuple(pairs)
+
+
 def quanv_draws_per_image(layer, height: int, width: int) -> int:
     """Binomial draws the exact quanvolution sampler needs for one ``H x W`` image."""
     h_out = (height + 2 * layer.padding - 3) // layer.stride + 1
     w_out = (width + 2 * layer.padding - 3) // layer.stride + 1
-    return layer.out_channels * layer.in_channels * len(REAL_WORDS) * h_out * w_out
+    return layer.out_channels * layer.in_channels * DRAWS_PER_POSITION * h_out * w_out
 
 
 def resolve_shots_mode(shots_mode: str, layer, x: torch.Tensor) -> str:
@@ -179,6 +218,43 @@ def resolve_shots_mode(shots_mode: str, layer, x: torch.Tensor) -> str:
         return shots_mode
     draws = quanv_draws_per_image(layer, x.shape[-2], x.shape[-1])
     return "exact" if draws <= AUTO_EXACT_MAX_DRAWS else "gaussian"
+
+
+def _setting_estimates(expectations: torch.Tensor, shots: int, positions: int, gen) -> torch.Tensor:
+    """One image's estimates ``e_ocP`` of the nine words at every position: ``(O, C, 9, L)`` float64.
+
+    Each setting is sampled with ``shots`` shots, exactly: the four outcome counts ``(++, +-, -+, --)``
+    by conditional binomials for a setting whose single-qubit signs are used, the ``+1`` count of
+    the product sign otherwise.
+    """
+    e = expectations[..., None].expand(-1, -1, -1, positions)  # (O, C, 9, L)
+    out = torch.empty_like(e)
+    total = torch.full_like(e[:, :, 0], float(shots))
+    signs = {0: (1.0, 1.0, -1.0, -1.0), 1: (1.0, -1.0, 1.0, -1.0), 2: (1.0, -1.0, -1.0, 1.0)}  # a0, a1, a0 a1
+    for setting, words in SETTINGS.items():
+        if len(words) == 1:
+            k = REAL_WORDS.index(words[0])
+            plus = ((1.0 + e[:, :, k]) / 2).clamp(0.0, 1.0)
+            out[:, :, k] = torch.binomial(total, plus.contiguous(), generator=gen).mul_(2.0 / shots).sub_(1.0)
+            continue
+        first, second = REAL_WORDS.index(setting[0] + "I"), REAL_WORDS.index("I" + setting[1])
+        ea, eb, eab = e[:, :, first], e[:, :, second], e[:, :, REAL_WORDS.index(setting)]
+        probs = torch.stack((1 + ea + eb + eab, 1 + ea - eb - eab, 1 - ea + eb - eab, 1 - ea - eb + eab), -1)
+        probs = (probs / 4).clamp_min(0.0)
+        probs = probs / probs.sum(-1, keepdim=True)
+        left = probs.flip(-1).cumsum(-1).flip(-1)
+        counts, remaining = [], total
+        for j in range(3):
+            ratio = torch.where(left[..., j] > 0, probs[..., j] / left[..., j].clamp_min(1e-300), 0.0).clamp(0.0, 1.0)
+            c = torch.binomial(remaining, ratio.contiguous(), generator=gen)
+            counts.append(c)
+            remaining = remaining - c
+        counts = torch.stack((*counts, remaining), -1)  # (O, C, L, 4)
+        for word in words:
+            which = 0 if word == setting[0] + "I" else (1 if word == "I" + setting[1] else 2)
+            sign = torch.tensor(signs[which], dtype=counts.dtype)
+            out[:, :, REAL_WORDS.index(word)] = (counts @ sign) / shots
+    return out
 
 
 def quanv_shots_exact(layer, x: torch.Tensor, expectations: torch.Tensor, shots: int, generators) -> torch.Tensor:
@@ -192,13 +268,11 @@ def quanv_shots_exact(layer, x: torch.Tensor, expectations: torch.Tensor, shots:
     h = patch_coefficients(layer, xd)  # (B, C, 10, H', W')
     batch, channels, _, h_out, w_out = h.shape
     h = h.reshape(batch, channels, 10, h_out * w_out)
-    plus = ((1.0 + expectations.detach().to(device="cpu", dtype=torch.float64)) / 2).clamp(0.0, 1.0)
-    plus = plus[..., None].expand(-1, -1, -1, h_out * w_out).contiguous()  # (O, C, 9, L)
-    count = torch.full_like(plus, float(shots))
+    e = expectations.detach().to(device="cpu", dtype=torch.float64)
     bias = _real(layer.bias).detach().to(device="cpu", dtype=torch.float64)
     out = torch.empty(batch, layer.out_channels, h_out * w_out, dtype=torch.float64)
     for b, gen in enumerate(generators):
-        estimates = torch.binomial(count, plus, generator=gen).mul_(2.0 / shots).sub_(1.0)  # (O, C, 9, L)
+        estimates = _setting_estimates(e, shots, h_out * w_out, gen)  # (O, C, 9, L)
         values = torch.einsum("cpl,ocpl->ol", h[b, :, 1:], estimates) + h[b, :, 0].sum(0)
         out[b] = values / channels + bias[:, None]
     return out.reshape(batch, layer.out_channels, h_out, w_out).to(device=x.device, dtype=x.dtype)
@@ -207,13 +281,19 @@ def quanv_shots_exact(layer, x: torch.Tensor, expectations: torch.Tensor, shots:
 def quanv_shot_variance(layer, x: torch.Tensor, expectations: torch.Tensor, shots: int) -> torch.Tensor:
     """Variance of the finite-shot estimate at every output: ``(B, C_out, H', W')``.
 
-    ``(1 / C_in**2) sum_c sum_P h_P(A_c)**2 (1 - <P>_oc**2) / S``: the squared patch coefficients
-    from one depthwise convolution, contracted with the per-word weights.
+    ``(1 / (C_in**2 S)) sum_c [ sum_P h_P**2 (1 - <P>**2) + 2 sum_{P<Q same setting} h_P h_Q (<PQ> - <P><Q>) ]``:
+    the 9 squares and 5 cross products of the patch coefficients (one depthwise convolution),
+    contracted with the per-state weights.
     """
     check_int(shots, "shots", 1, MAX_SHOTS)
     h = patch_coefficients(layer, x)[:, :, 1:]  # (B, C, 9, H', W')
-    weights = (1.0 - expectations.to(x.dtype).square()).clamp_min(0.0) / shots  # (O, C, 9)
-    return torch.einsum("bcphw,ocp->bohw", h.square(), weights) / layer.in_channels**2
+    e = expectations.to(x.dtype)  # (O, C, 9)
+    pairs = _covariance_pairs()
+    p_idx, q_idx, pq_idx = (list(t) for t in zip(*pairs))
+    features = torch.cat((h.square(), h[:, :, p_idx] * h[:, :, q_idx]), 2)  # (B, C, 9 + pairs, H', W')
+    weights = torch.cat((1.0 - e.square(), 2.0 * (e[..., pq_idx] - e[..., p_idx] * e[..., q_idx])), -1)
+    var = torch.einsum("bcfhw,ocf->bohw", features, weights) / (shots * layer.in_channels**2)
+    return var.clamp_min(0.0)
 
 
 def quanv_shots_gaussian(layer, x: torch.Tensor, mean: torch.Tensor, expectations: torch.Tensor, shots: int,
