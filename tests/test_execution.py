@@ -437,7 +437,7 @@ def test_auto_shots_mode_threshold():
     assert resolve_shots_mode("auto", conv1, torch.zeros(1, 1, 12, 12)) == "exact"
     assert resolve_shots_mode("auto", conv2, torch.zeros(1, 32, 10, 10)) == "exact"
     assert resolve_shots_mode("auto", conv2, torch.zeros(1, 32, 30, 30)) == "gaussian"
-    assert 16 * 32 * 11 * 64 <= AUTO_EXACT_MAX_DRAWS < 16 * 32 * 11 * 28 * 28
+    assert 16 * 32 * 15 * 64 <= AUTO_EXACT_MAX_DRAWS < 16 * 32 * 15 * 28 * 28
     assert resolve_shots_mode("gaussian", conv1, torch.zeros(1, 1, 12, 12)) == "gaussian"
 
 

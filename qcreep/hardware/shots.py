@@ -45,14 +45,14 @@ is unbiased, with variance at every output position
 one depthwise convolution (the 9 squares and 5 cross products of the ``h_P``).
 
 Exact sampling draws, per output position and channel pair, the four outcome counts of each of
-the settings ``XX``, ``XZ``, ``ZX`` (three conditional binomials each) and the ``+1`` count of the
-product sign for ``YY`` and ``ZZ`` (one binomial each; its law needs only ``<YY>``, ``<ZZ>``):
-11 binomials. ``shots_mode`` for the quanvolution: ``"exact"`` draws these ``11 C_out C_in H' W'``
-binomials per image (about 50 ns each on a CPU core); ``"gaussian"`` adds to the exact output a
+the settings ``XX``, ``XZ``, ``ZX`` and the ``+1`` count of the product sign for ``YY`` and ``ZZ``
+(whose law needs only ``<YY>``, ``<ZZ>``), as three conditional binomials per setting: 15 draws.
+``shots_mode`` for the quanvolution: ``"exact"`` draws these ``15 C_out C_in H' W'`` binomials per
+image (about 50 ns each on a CPU core); ``"gaussian"`` adds to the exact output a
 normal variable with the variance above (one draw per output value); ``"auto"`` is exact when an
 image needs at most :data:`AUTO_EXACT_MAX_DRAWS` binomials, Gaussian otherwise. For the digits
-HybridNet (12x12 inputs) both convolutions are exact (35,200 and 360,448 draws per image); for
-32x32 inputs the second one (4.4 million) is Gaussian. The head is always sampled exactly.
+HybridNet (12x12 inputs) both convolutions are exact (48,000 and 491,520 draws per image); for
+32x32 inputs the second one (6.0 million) is Gaussian. The head is always sampled exactly.
 
 Example:
     >>> import torch
@@ -88,9 +88,9 @@ REAL_WORDS = tuple(w for w in pauli_words(2) if w.count("Y") % 2 == 0)
 # estimates: qcreep.hardware.export's qubitwise_settings / assign_terms of REAL_WORDS (a word goes to
 # the first setting, in this order, that measures it).
 SETTINGS = {"XX": ("IX", "XI", "XX"), "XZ": ("IZ", "XZ"), "YY": ("YY",), "ZX": ("ZI", "ZX"), "ZZ": ("ZZ",)}
-# binomial draws per output position and channel pair: 3 for a setting whose single-qubit signs are
-# used (a four-outcome multinomial), 1 for a setting read only through the product sign
-DRAWS_PER_POSITION = sum(3 if len(words) > 1 else 1 for words in SETTINGS.values())
+# binomial draws per output position and channel pair: three per setting (a four-outcome
+# multinomial; for a setting read only through its product sign the last two are trivial)
+DRAWS_PER_POSITION = 3 * len(SETTINGS)
 
 _MASK64 = (1 << 64) - 1
 
@@ -220,41 +220,64 @@ def resolve_shots_mode(shots_mode: str, layer, x: torch.Tensor) -> str:
     return "exact" if draws <= AUTO_EXACT_MAX_DRAWS else "gaussian"
 
 
+@functools.cache
+def _setting_tables() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Index tables of the five settings for :func:`_setting_estimates`.
+
+    ``words (5, 3)``: the words ``L0 I``, ``I L1``, ``L0 L1`` of each setting (indices into
+    :data:`REAL_WORDS`; only the last is used for the product-only settings); ``joint (5,)``: whether
+    the single-qubit signs are used; ``estimate_word (9,)`` and ``estimate_sign (9, 4)``: for each
+    word, its setting and its sign on the outcomes ``(++, +-, -+, --)``.
+    """
+    names = list(SETTINGS)
+    words = torch.zeros(len(names), 3, dtype=torch.long)
+    joint = torch.zeros(len(names), dtype=torch.bool)
+    setting_of = torch.zeros(len(REAL_WORDS), dtype=torch.long)
+    sign_of = torch.zeros(len(REAL_WORDS), 4, dtype=torch.float64)
+    signs = ((1.0, 1.0, -1.0, -1.0), (1.0, -1.0, 1.0, -1.0), (1.0, -1.0, -1.0, 1.0))  # a0, a1, a0 a1
+    for s_index, (setting, measured) in enumerate(SETTINGS.items()):
+        parts = (setting[0] + "I", "I" + setting[1], setting)
+        joint[s_index] = len(measured) > 1
+        if joint[s_index]:
+            words[s_index] = torch.tensor([REAL_WORDS.index(w) for w in parts])
+        else:
+            words[s_index, 2] = REAL_WORDS.index(setting)
+        for word in measured:
+            setting_of[REAL_WORDS.index(word)] = s_index
+            sign_of[REAL_WORDS.index(word)] = torch.tensor(signs[parts.index(word)])
+    return words, joint, setting_of, sign_of
+
+
 def _setting_estimates(expectations: torch.Tensor, shots: int, positions: int, gen) -> torch.Tensor:
     """One image's estimates ``e_ocP`` of the nine words at every position: ``(O, C, 9, L)`` float64.
 
-    Each setting is sampled with ``shots`` shots, exactly: the four outcome counts ``(++, +-, -+, --)``
-    by conditional binomials for a setting whose single-qubit signs are used, the ``+1`` count of
-    the product sign otherwise.
+    Each setting is sampled with ``shots`` shots, exactly, as a four-outcome multinomial over
+    ``(++, +-, -+, --)`` drawn by three conditional binomials (all five settings in each call). A
+    product-only setting (``YY``, ``ZZ``) is sampled through its product sign alone: outcome ``++``
+    with probability ``(1 + <P>) / 2`` and ``+-`` otherwise, the other two never occur.
     """
-    e = expectations[..., None].expand(-1, -1, -1, positions)  # (O, C, 9, L)
-    out = torch.empty_like(e)
-    total = torch.full_like(e[:, :, 0], float(shots))
-    signs = {0: (1.0, 1.0, -1.0, -1.0), 1: (1.0, -1.0, 1.0, -1.0), 2: (1.0, -1.0, -1.0, 1.0)}  # a0, a1, a0 a1
-    for setting, words in SETTINGS.items():
-        if len(words) == 1:
-            k = REAL_WORDS.index(words[0])
-            plus = ((1.0 + e[:, :, k]) / 2).clamp(0.0, 1.0)
-            out[:, :, k] = torch.binomial(total, plus.contiguous(), generator=gen).mul_(2.0 / shots).sub_(1.0)
-            continue
-        first, second = REAL_WORDS.index(setting[0] + "I"), REAL_WORDS.index("I" + setting[1])
-        ea, eb, eab = e[:, :, first], e[:, :, second], e[:, :, REAL_WORDS.index(setting)]
-        probs = torch.stack((1 + ea + eb + eab, 1 + ea - eb - eab, 1 - ea + eb - eab, 1 - ea - eb + eab), -1)
-        probs = (probs / 4).clamp_min(0.0)
-        probs = probs / probs.sum(-1, keepdim=True)
-        left = probs.flip(-1).cumsum(-1).flip(-1)
-        counts, remaining = [], total
-        for j in range(3):
-            ratio = torch.where(left[..., j] > 0, probs[..., j] / left[..., j].clamp_min(1e-300), 0.0).clamp(0.0, 1.0)
-            c = torch.binomial(remaining, ratio.contiguous(), generator=gen)
-            counts.append(c)
-            remaining = remaining - c
-        counts = torch.stack((*counts, remaining), -1)  # (O, C, L, 4)
-        for word in words:
-            which = 0 if word == setting[0] + "I" else (1 if word == "I" + setting[1] else 2)
-            sign = torch.tensor(signs[which], dtype=counts.dtype)
-            out[:, :, REAL_WORDS.index(word)] = (counts @ sign) / shots
-    return out
+    words, joint, setting_of, sign_of = _setting_tables()
+    e = expectations  # (O, C, 9)
+    ea, eb, eab = (e[..., words[:, k]].movedim(-1, 0) for k in range(3))  # (5, O, C)
+    ea = torch.where(joint[:, None, None], ea, 0.0)
+    eb = torch.where(joint[:, None, None], eb, 0.0)
+    full = torch.stack((1 + ea + eb + eab, 1 + ea - eb - eab, 1 - ea + eb - eab, 1 - ea - eb + eab), -1) / 4
+    product = torch.stack(((1 + eab) / 2, (1 - eab) / 2, torch.zeros_like(eab), torch.zeros_like(eab)), -1)
+    probs = torch.where(joint[:, None, None, None], full, product).clamp_min(0.0)
+    probs = probs / probs.sum(-1, keepdim=True)
+    left = probs.flip(-1).cumsum(-1).flip(-1)
+    ratios = torch.where(left > 0, probs / left.clamp_min(1e-300), 0.0).clamp(0.0, 1.0)  # (5, O, C, 4)
+    shape = (*ratios.shape[:-1], positions)
+    remaining = torch.full(shape, float(shots), dtype=torch.float64)
+    counts = []
+    for j in range(3):
+        c = torch.binomial(remaining, ratios[..., j, None].expand(shape).contiguous(), generator=gen)
+        counts.append(c)
+        remaining = remaining - c
+    counts = torch.stack((*counts, remaining), -1)  # (5, O, C, L, 4)
+    # the estimate of word k: the mean of its sign over the shots of its setting
+    estimates = torch.einsum("kocla,ka->ockl", counts[setting_of], sign_of)
+    return estimates / shots
 
 
 def quanv_shots_exact(layer, x: torch.Tensor, expectations: torch.Tensor, shots: int, generators) -> torch.Tensor:
