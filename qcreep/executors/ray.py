@@ -11,8 +11,10 @@ Who writes what:
   folder on whatever node it lands on. Before training it fetches the run's record and
   checkpoint from the sink, so a task that Ray retries after its worker died resumes from the last
   finished epoch, on any node. After every epoch it sends the checkpoint and record bytes to the
-  sink and waits until they are written. Workers need qcreep (same version) and torch, but no data
-  files and no shared file system.
+  sink without waiting (a task blocked on Ray gives its CPU away, and other runs would start on
+  it), and before it returns it waits until all of them are written, so a write that failed on the
+  driver's side fails the run. Workers need qcreep (same version) and torch, but no data files and
+  no shared file system.
 - The **sink** is one small actor (no CPU) pinned to the driver's node. It is the only process
   that writes into the results folder during the runs, with the atomic writes of
   :mod:`qcreep.files`, so a worker's disk never holds the only copy of a result.
@@ -131,16 +133,17 @@ class ResultSink:
         for name, blob in files:
             atomic_write_bytes(self._path(folder, name), blob)
         self._epochs[key] = epochs
+        self._events.append({"kind": "epoch", "run_id": run_id, "epochs": epochs})
         return True
 
     def started(self, run_id: str, host: str, pid: int) -> None:
-        self._events.append({"run_id": run_id, "host": host, "pid": pid})
+        self._events.append({"kind": "start", "run_id": run_id, "host": host, "pid": pid})
 
     def log(self, line: str) -> None:
         self._logs.append(line)
 
     def drain(self) -> tuple[list[str], list[dict]]:
-        """The log lines and start events received since the last call."""
+        """The log lines and events (a run started, an epoch written) received since the last call."""
         logs, events = self._logs, self._events
         self._logs, self._events = [], []
         return logs, events
@@ -163,6 +166,7 @@ class _Shipper:
         self.ckpt = _relative(checkpoint_path(scratch, config), scratch)
         self.rec = _relative(record_path(scratch, config), scratch)
         self.sent_record: bytes | None = None
+        self.writes: list = []
 
     def log(self, line: str) -> None:
         self.sink.log.remote(line)
@@ -178,19 +182,21 @@ class _Shipper:
     def epoch(self, tracker) -> None:
         record = tracker.rec_path.read_bytes()
         files = [(self.ckpt, tracker.ckpt_path.read_bytes()), (self.rec, record)]
-        self.ray.get(self.sink.put.remote(self.folder, self.run_id, files, tracker.record["epochs_completed"]))
+        self.writes.append(self.sink.put.remote(self.folder, self.run_id, files, tracker.record["epochs_completed"]))
         self.sent_record = record
 
     def final(self) -> None:
-        """Send the record if it changed after the last epoch (a run marked complete or diverged)."""
+        """Send the record if it changed after the last epoch (a run marked complete or diverged), then
+        wait until every file sent is written (a failed write raises here)."""
         path = self.scratch / self.rec
-        if not path.exists():
-            return
-        record = path.read_bytes()
-        if record != self.sent_record:
-            epochs = int(read_record(path).get("epochs_completed", 0))
-            self.ray.get(self.sink.put.remote(self.folder, self.run_id, [(self.rec, record)], epochs))
-            self.sent_record = record
+        if path.exists():
+            record = path.read_bytes()
+            if record != self.sent_record:
+                epochs = int(read_record(path).get("epochs_completed", 0))
+                self.writes.append(self.sink.put.remote(self.folder, self.run_id, [(self.rec, record)], epochs))
+                self.sent_record = record
+        self.ray.get(self.writes)
+        self.writes = []
 
 
 def _on_this_worker(config: TrainConfig, ray) -> TrainConfig:
@@ -207,7 +213,7 @@ def train_task(config: TrainConfig, data, sink, folder: str, tolerate_divergence
     if qcreep.__version__ != version:
         return QcreepError(f"a Ray worker on {socket.gethostname()} has qcreep {qcreep.__version__}, the driver "
                            f"{version}; install the same qcreep version on every node")
-    ray.get(sink.started.remote(config.run_id, socket.gethostname(), os.getpid()))
+    sink.started.remote(config.run_id, socket.gethostname(), os.getpid())
     scratch = Path(tempfile.mkdtemp(prefix="qcreep-run-"))
     shipper = _Shipper(ray, sink, folder, config, scratch)
     previous_threads = torch.get_num_threads()
@@ -264,6 +270,8 @@ class RayExecutor:
         self._sink = None
         self._task = None
         self._data_refs: dict = {}
+        self._epochs_done: dict[str, int] = {}
+        self._folder: Path | None = None
 
     # -------------------------------------------------------------------------- connection
 
@@ -328,6 +336,7 @@ class RayExecutor:
         """Run ``configs`` as Ray tasks; records land in ``out_dir`` here. Arguments as the local executor's."""
         data = data or DataCache()
         out_dir = ensure_dir(Path(out_dir).resolve())
+        self._folder = out_dir
         results: dict[str, dict | None] = {}
         todo = []
         for config in configs:  # the user's resume rule, checked here before anything runs
@@ -352,20 +361,31 @@ class RayExecutor:
                 ref = self._task.options(**options).remote(config, self._data_ref(ray, data, config), sink,
                                                            str(out_dir), tolerate_divergence, qcreep.__version__)
                 pending[ref] = config
-            self._wait(ray, sink, pending, results, len(configs), progress, log,
+            self._wait(ray, sink, pending, results, configs, progress, log,
                        "tuning trials" if tolerate_divergence else "runs")
         return [results[c.run_id] for c in configs]
 
-    def _wait(self, ray, sink, pending: dict, results: dict, total: int, progress, log, what: str) -> None:
-        bar = None
+    def _wait(self, ray, sink, pending: dict, results: dict, configs: list, progress, log, what: str) -> None:
+        """Collect the tasks' results, relay their log lines and show the progress until all are done.
+
+        The bar counts epochs (so its ETA moves with every epoch, not only with every finished run)
+        and names the runs done, running and left.
+        """
+        self._epochs_done = {c.run_id: (c.epochs if c.run_id in results else 0) for c in configs}
+        for config in pending.values():
+            self._epochs_done[config.run_id] = epochs_on_disk(self._folder, config)
+        bar, shown = None, None
         if want_progress(progress):
             from tqdm.auto import tqdm
-            bar = tqdm(total=total, initial=len(results), desc=what, unit="run", dynamic_ncols=True)
+            bar = tqdm(total=sum(c.epochs for c in configs), initial=sum(self._epochs_done.values()),
+                       desc=what, unit="epoch", dynamic_ncols=True)
         write = _writer(log, bar)
         try:
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=self.poll_seconds)
+                ray.wait(list(pending), num_returns=len(pending), timeout=self.poll_seconds)
                 self._drain(ray, sink, write)
+                # after the drain, so that a run that ended as another started is not counted running
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
                 for ref in ready:
                     config = pending.pop(ref)
                     self.running.pop(config.run_id, None)
@@ -373,11 +393,15 @@ class RayExecutor:
                     if isinstance(result, BaseException):
                         raise result
                     results[config.run_id] = result
-                    if bar is not None:
-                        bar.update(1)
+                    self._epochs_done[config.run_id] = config.epochs
                 if bar is not None:
                     running = sum(1 for c in pending.values() if c.run_id in self.running)
-                    bar.set_postfix_str(f"running {running}, left {len(pending) - running}")
+                    status = (f"runs done {len(configs) - len(pending)}/{len(configs)}, running {running}, "
+                              f"left {len(pending) - running}")
+                    bar.update(sum(self._epochs_done.values()) - bar.n)
+                    if status != shown:
+                        bar.set_postfix_str(status, refresh=False)
+                        shown = status
             self._drain(ray, sink, write)
         except BaseException:
             for ref in pending:
@@ -406,9 +430,18 @@ class RayExecutor:
     def _drain(self, ray, sink, write) -> None:
         logs, events = ray.get(sink.drain.remote())
         for event in events:
-            self.running[event["run_id"]] = {"host": event["host"], "pid": event["pid"]}
+            if event["kind"] == "start":
+                self.running[event["run_id"]] = {"host": event["host"], "pid": event["pid"]}
+            elif event["run_id"] in self._epochs_done:
+                self._epochs_done[event["run_id"]] = max(self._epochs_done[event["run_id"]], event["epochs"])
         for line in logs:
             write(line)
+
+
+def epochs_on_disk(folder: Path, config: TrainConfig) -> int:
+    """Epochs of ``config``'s run already in ``folder`` (0 without a record)."""
+    path = record_path(folder, config)
+    return int(read_record(path).get("epochs_completed", 0)) if path.exists() else 0
 
 
 def _writer(log, bar):
