@@ -22,13 +22,14 @@ Where the channels sit (the same places in the exported circuits):
   channels.
 * ``FlippedQuanv3x3``: ``D_p`` on both qubits after the ``SU(4)(theta_oc)`` gate.
 
-Cost. A channel is applied to a batch of ``2**n x 2**n`` density matrices by viewing the qubit's
-row and column bits as their own axes: ``O(4**n)`` per qubit and matrix, never a dense ``4**n x
-4**n`` superoperator. A unitary ``rho -> U rho U^dagger`` is two ``2**n``-sized matrix products,
-``O(8**n)``. Per image the noisy re-uploading head therefore costs ``4 R`` complex matrix products
-of size ``2**n`` (two for each ``V`` and each ``SU``), plus ``n (1 + 2 R)`` channel passes and one
+Cost. A layer of channels (one on every qubit) is applied to a batch of ``2**n x 2**n`` density
+matrices in the Pauli basis, where it is diagonal: two Walsh-Hadamard products of size ``2**n``
+and two gathers per matrix (:func:`depolarize`), never a dense ``4**n x 4**n`` superoperator. A
+unitary ``rho -> U rho U^dagger`` is two ``2**n``-sized matrix products. Per image the noisy
+re-uploading head therefore costs ``4 R`` complex matrix products of size ``2**n`` for the gates
+(two for each ``V`` and each ``SU``), ``2 (1 + 2 R)`` for the channel layers and one
 eigendecomposition of ``H`` (as the exact layer), against ``2 R`` matrix-vector products for the
-exact statevector: at ``n = 7``, ``R = 10`` that is 40 products of 128 x 128 complex matrices.
+exact statevector: at ``n = 7``, ``R = 10``, 82 products of 128 x 128 complex matrices.
 The noisy flipped quanvolution stays a convolution (its state does not depend on the data), so
 its cost is that of the exact layer plus ``C_out C_in`` 4 x 4 channel applications.
 
@@ -46,11 +47,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from qcreep.checks import check_int, check_number
 from qcreep.errors import QcreepError
 from qcreep.sim import complex_dtype, hamiltonian_embedding, plus_state
+from qcreep.sim.paulis import _popcount
 
 MAX_NOISE = 0.75
 
@@ -71,24 +75,58 @@ def pure_density_matrices(psi: torch.Tensor) -> torch.Tensor:
     return psi[..., :, None] * psi.conj()[..., None, :]
 
 
+@functools.lru_cache(maxsize=16)
+def _walsh_tables(n_qubits: int, lam: float, dtype: torch.dtype, device: torch.device):
+    """Index and Walsh-Hadamard tables of the all-qubit channel (see :func:`depolarize`)."""
+    dim = 2**n_qubits
+    a = torch.arange(dim)
+    # flat position of rho[x ^ j, j] at (x, j); the same table maps (x, j) back to (row, column)
+    index = ((a[:, None] ^ a[None, :]) * dim + a[None, :]).reshape(-1)
+    hadamard = 1 - 2 * (_popcount(a[:, None] & a[None, :]) % 2)
+    weight = _popcount(a[:, None] | a[None, :])  # (x, z) -> weight of the Pauli word with masks x, z
+    real = torch.float64 if dtype in (torch.float64, torch.complex128) else torch.float32
+    scale = (1.0 - lam) ** weight.to(torch.float64) / dim
+    return (index.to(device), hadamard.to(device=device, dtype=dtype),
+            scale.to(device=device, dtype=real).to(dtype))
+
+
 def depolarize(rho: torch.Tensor, n_qubits: int, noise: float, qubits=None) -> torch.Tensor:
     """``D_p`` on each of ``qubits`` (default all) of density matrices ``(..., 2**n, 2**n)``.
 
-    Qubit 0 is the most significant bit of a basis index. For qubit ``q`` the matrix is viewed as
-    ``(L, 2, M, L, 2, M)`` with ``L = 2**q`` and ``M = 2**(n - 1 - q)``: the blocks off the qubit's
-    diagonal are scaled by ``1 - lam`` and the two diagonal blocks ``rho_00``, ``rho_11`` move to
-    ``(1 - lam / 2) rho_aa + (lam / 2) rho_bb``. ``O(4**n)`` per qubit. Returns a new tensor.
+    Qubit 0 is the most significant bit of a basis index. Returns a new tensor.
+
+    All qubits (the default): ``D_p`` on every qubit multiplies the component of each Pauli word
+    ``P`` (masks ``x``, ``z``, as in :mod:`qcreep.sim.paulis`) by ``(1 - lam)**weight(P)``,
+    ``weight = |x OR z|``. The components with a given ``x`` are a Walsh-Hadamard transform over ``j``
+    of the ``x``-diagonal ``rho[j ^ x, j]``. So: gather the ``2**n`` ``x``-diagonals, transform (a
+    product with the ``2**n x 2**n`` Hadamard matrix), scale by ``(1 - lam)**|x OR z| / 2**n``,
+    transform back and scatter: two gathers and two matrix products, ``O(8**n)`` flops per matrix
+    but dense ones (at ``n = 7`` about 5 times faster on a CPU than the ``O(n 4**n)`` strided
+    per-qubit passes below).
+
+    Chosen qubits: for qubit ``q`` the matrix is viewed as ``(L, 2, M, L, 2, M)`` with ``L = 2**q``
+    and ``M = 2**(n - 1 - q)``: the blocks off the qubit's diagonal are scaled by ``1 - lam`` and the
+    two diagonal blocks ``rho_00``, ``rho_11`` move to ``(1 - lam / 2) rho_aa + (lam / 2) rho_bb``,
+    ``O(4**n)`` per qubit.
     """
     check_int(n_qubits, "n_qubits", 1)
     lam = 4.0 * check_noise(noise) / 3.0
     dim = 2**n_qubits
-    if rho.shape[-2:] != (dim, dim):
-        raise QcreepError(f"density matrices for {n_qubits} qubits are ({dim}, {dim}), got {tuple(rho.shape)}")
+    if rho.shape[-2:] != (dim, dim) or not rho.is_complex():
+        raise QcreepError(f"density matrices for {n_qubits} qubits are complex ({dim}, {dim}), "
+                          f"got {tuple(rho.shape)} {rho.dtype}")
     lead = rho.shape[:-2]
-    out = rho.reshape(-1, dim, dim).clone()
+    flat = rho.reshape(-1, dim * dim)
     if lam == 0.0:
-        return out.reshape(rho.shape)
-    for q in (range(n_qubits) if qubits is None else list(qubits)):
+        return flat.clone().reshape(rho.shape)
+    if qubits is None:
+        index, hadamard, scale = _walsh_tables(n_qubits, lam, rho.dtype, rho.device)
+        diagonals = flat[:, index].reshape(-1, dim)  # rows (b, x), columns j
+        coefficients = (diagonals @ hadamard).reshape(-1, dim, dim) * scale
+        out = (coefficients.reshape(-1, dim) @ hadamard).reshape(-1, dim * dim)[:, index]
+        return out.reshape(*lead, dim, dim)
+    out = flat.clone().reshape(-1, dim, dim)
+    for q in list(qubits):
         check_int(q, "qubit", 0, n_qubits - 1)
         left, right = 2**q, 2 ** (n_qubits - 1 - q)
         view = out.view(-1, left, 2, right, left, 2, right)
