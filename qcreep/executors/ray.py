@@ -290,7 +290,8 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as err:
                 message = " ".join(str(err).split())[:300]
                 raise QcreepError(f"cannot reach a Ray cluster at {self.address}: {message}; start one with "
-                                  "'ray start --head' or check --ray-address") from None
+                                  "'ray start --head' or check --ray-address (a cluster with token "
+                                  "authentication also needs RAY_AUTH_MODE=token here)") from None
             self._owns_ray = True
         self._ray = ray
         return ray
