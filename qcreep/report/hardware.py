@@ -128,9 +128,10 @@ def resources_lines(resources: list[dict]) -> list[str]:
     """A table of per-layer resource estimates (the dicts of :mod:`qcreep.hardware.resources`)."""
     if not resources:
         return []
-    from qcreep.hardware.resources import resources_table
+    from qcreep.hardware.resources import format_resources
 
-    return [resources_table(resources), ""]
+    return ["Resources of this rung's quantum layers (`qcreep.hardware.resources`):", "",
+            format_resources(resources), ""]
 
 
 def plot_hardware(dataset: str, rows: list[dict], path) -> None:
