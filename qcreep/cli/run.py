@@ -1,23 +1,26 @@
-"""The ``qcreep`` command: a thin shell over the library.
+"""``qcreep run``: plan, tune and train a ladder of runs, then print the table.
 
-    qcreep run                      # the whole ladder on the embedded digits, then the table
-    qcreep run --dataset fashion-mnist --levels 0 1 2 --seeds 5 --epochs 50 --out DIR
-    qcreep run --assign conv1=flipped_quanv3x3,conv2=conv2d,head=data_reuploading
-    qcreep list | qcreep summary --dataset mnist --level 2 [--json] | qcreep report DIR
-
-Bad input (unknown names, bad numbers, missing or corrupt data, a broken config, a checkpoint of
-another run) prints one line on stderr and exits with code 2. Heavy imports happen inside the
-commands, so ``--help`` is fast.
+Settings come from defaults, then a TOML or YAML config file (``--config``), then flags. Every check
+(data, each rung's model and memory, existing records) runs before anything is written.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
-DEFAULT_OUT = "qcreep-results"
+from qcreep.cli.common import (
+    DEFAULT_OUT,
+    fraction,
+    log,
+    nonnegative_int,
+    parse_level,
+    positive_float,
+    positive_int,
+    probability,
+    unit_fraction,
+)
+
 SWEEP_KEYS = {
     # config-file key: (type, is a list)
     "datasets": (str, True), "levels": (int, True), "assign": (str, True), "all_assignments": (bool, False),
@@ -28,6 +31,7 @@ SWEEP_KEYS = {
     "tune": (str, True), "tune_epochs": (int, False), "lr_grid": (float, True), "twins": (bool, False),
     "output_scale": (str, False), "bias_init": (str, False), "solver": (str, False), "seed_parallel": (int, False),
     "executor": (str, False), "ray_address": (str, False), "gpu_fraction": (float, False),
+    "shots": (int, True), "noise": (float, True), "shot_seed": (int, False),
 }
 DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 6,
             "angles": ["real"], "tune": ["lr"], "tune_epochs": 10, "twins": True}
@@ -37,48 +41,9 @@ RUN_FIELDS = ("epochs", "batch_size", "lr", "n_reps", "n_qubits", "max_train", "
               "device", "data_dir", "threads", "val_fraction", "split_seed", "output_scale", "bias_init", "solver")
 
 
-class UsageError(Exception):
-    pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def _argument_type(convert, accept, expected: str):
-    """An argparse type: ``convert`` the text, keep it if ``accept(value)``, else say what was expected."""
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got '{text}'")
-        return value
-    return parse
-
-
-_positive_int = _argument_type(int, lambda v: v >= 1, "a positive integer")
-_nonnegative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _argument_type(float, lambda v: 0 < v < float("inf"), "a positive number")
-_fraction = _argument_type(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
-_unit_fraction = _argument_type(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
-
-
-def _level(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"levels are integers 0, 1, 2, got '{text}'") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="qcreep", description="Swap classical layers for simulated quantum layers, "
-                                                "one at a time, and measure what each swap changes.")
-    parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
-
+def add_parser(sub) -> None:
     run = sub.add_parser("run", help="tune and train a ladder of runs and print the results table",
                          description="Train every (dataset, rung, angle mode, seed). Each rung's learning rate is "
                                      "first tuned on a validation split with the same budget for every rung, and "
@@ -87,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings; flags override it")
     run.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", metavar="NAME",
                      help="digits (default), mnist, fashion-mnist, cifar10")
-    run.add_argument("--levels", "--level", dest="levels", nargs="+", type=_level, metavar="L",
+    run.add_argument("--levels", "--level", dest="levels", nargs="+", type=parse_level, metavar="L",
                      help="replacement levels (default 0 1 2 unless --assign is given)")
     run.add_argument("--assign", nargs="+", metavar="SPEC",
                      help="explicit assignments, e.g. conv1=flipped_quanv3x3,conv2=conv2d,head=data_reuploading")
@@ -97,14 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     twins.add_argument("--twins", dest="twins", action="store_true", default=None,
                        help="add each quantum rung's classical twin (matched parameters and nonlinearity; default)")
     twins.add_argument("--no-twins", dest="twins", action="store_false", help="no classical twins")
-    run.add_argument("--seeds", type=_positive_int, metavar="N",
+    run.add_argument("--seeds", type=positive_int, metavar="N",
                      help="seeds 0..N-1 (default 6: the fewest with which a paired test over seeds can resolve a "
                           "difference at the 5%% level)")
     run.add_argument("--angles", nargs="+", choices=["real", "complex"],
                      help="real (physical, default) and/or complex (the published code's non-unitary mode)")
-    run.add_argument("--epochs", type=_positive_int, help="epochs per final run (default 50)")
-    run.add_argument("--batch-size", type=_positive_int, help="default 200")
-    run.add_argument("--lr", type=_positive_float,
+    run.add_argument("--epochs", type=positive_int, help="epochs per final run (default 50)")
+    run.add_argument("--batch-size", type=positive_int, help="default 200")
+    run.add_argument("--lr", type=positive_float,
                      help="fixed Adam learning rate (default: tuned; without tuning 5e-4, the published value)")
     tune = run.add_mutually_exclusive_group()
     tune.add_argument("--tune", nargs="+", metavar="SETTING",
@@ -112,24 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default), output_scale, bias_init, batch_size, n_reps")
     tune.add_argument("--no-tune", dest="tune", action="store_const", const=[],
                       help="no tuning: use --lr (default 5e-4) for every rung")
-    run.add_argument("--tune-epochs", type=_positive_int, metavar="N", help="epochs per tuning trial (default 10)")
-    run.add_argument("--lr-grid", nargs="+", type=_positive_float, metavar="LR",
+    run.add_argument("--tune-epochs", type=positive_int, metavar="N", help="epochs per tuning trial (default 10)")
+    run.add_argument("--lr-grid", nargs="+", type=positive_float, metavar="LR",
                      help="learning rates tried (default 1e-5 3e-5 ... 3e-2 1e-1, a half-decade grid)")
-    run.add_argument("--val-fraction", type=_fraction, metavar="F",
+    run.add_argument("--val-fraction", type=fraction, metavar="F",
                      help="fraction of the training split held out for validation (default 0.1; 0: none)")
-    run.add_argument("--split-seed", type=_nonnegative_int, help="seed of the validation split (default 0)")
+    run.add_argument("--split-seed", type=nonnegative_int, help="seed of the validation split (default 0)")
     run.add_argument("--output-scale", choices=["none", "learned"],
                      help="readout of the re-uploading head and its twin: learned (default) multiplies the "
                           "measured probabilities by a trainable scale; none is the published readout")
     run.add_argument("--bias-init", choices=["normal", "zero"],
                      help="initial biases of the re-uploading head and its twin: zero (default) or normal "
                           "(the published N(0, 1))")
-    run.add_argument("--n-reps", type=_positive_int, help="re-uploads of the quantum head (default 10)")
-    run.add_argument("--n-qubits", type=_positive_int, help="qubits of the quantum head (default: the minimum)")
+    run.add_argument("--n-reps", type=positive_int, help="re-uploads of the quantum head (default 10)")
+    run.add_argument("--n-qubits", type=positive_int, help="qubits of the quantum head (default: the minimum)")
     run.add_argument("--solver", choices=["auto", "eigh", "expm"],
                      help="how unitaries are formed: eigh (eigendecompositions), expm (matrix products only), "
                           "auto (default: the faster for the device)")
-    run.add_argument("--seed-parallel", type=_positive_int, metavar="K",
+    run.add_argument("--seed-parallel", type=positive_int, metavar="K",
                      help="train K seeds of a rung at once as one stacked model (default: all seeds, up to 5, "
                           "on a GPU; 1 on a CPU)")
     run.add_argument("--executor", choices=["local", "ray"],
@@ -138,48 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", metavar="ADDR",
                      help="with --executor ray: local (default, starts Ray on this machine), auto (joins the "
                           "cluster running here) or HOST:PORT")
-    run.add_argument("--gpu-fraction", type=_unit_fraction, metavar="F",
+    run.add_argument("--gpu-fraction", type=unit_fraction, metavar="F",
                      help="with --executor ray and --device cuda: share of a GPU each run declares (default 0.25)")
-    run.add_argument("--max-train", type=_positive_int, metavar="N", help="train on the first N examples")
-    run.add_argument("--max-test", type=_positive_int, metavar="N", help="test on the first N examples")
-    run.add_argument("--eval-batch-size", type=_positive_int, help="default 1000")
+    run.add_argument("--max-train", type=positive_int, metavar="N", help="train on the first N examples")
+    run.add_argument("--max-test", type=positive_int, metavar="N", help="test on the first N examples")
+    run.add_argument("--eval-batch-size", type=positive_int, help="default 1000")
     run.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
     run.add_argument("--device", help="cpu (default), cuda or cuda:N")
     run.add_argument("--data-dir", help="dataset folder (else $QCREEP_DATA, else a user cache folder)")
-    run.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    run.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    hw = run.add_argument_group("hardware", "after training, score each quantum run with finite shots and gate "
+                                            "noise (as qcreep evaluate; results in OUT/hardware and the report)")
+    hw.add_argument("--shots", nargs="+", type=positive_int, metavar="S", help="shots per measured value")
+    hw.add_argument("--noise", nargs="+", type=probability, metavar="P",
+                    help="depolarising probability per qubit and gate block")
+    hw.add_argument("--shot-seed", type=nonnegative_int, help="seed of the shot sampling (default 0)")
     run.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default ./{DEFAULT_OUT})")
     run.add_argument("--resume", action="store_true", help="continue unfinished runs from their checkpoints")
     bar = run.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show progress bars")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress bars")
 
-    lst = sub.add_parser("list", help="datasets, slots and registered layers")
-    lst.add_argument("--json", action="store_true", help="machine-readable JSON")
-
-    summ = sub.add_parser("summary", help="per-slot summary of a model: layers, shapes, parameter counts")
-    summ.add_argument("--dataset", default="digits", help="sets the input shape and classes (default digits)")
-    which = summ.add_mutually_exclusive_group()
-    which.add_argument("--level", type=_level, help="replacement level 0, 1 or 2 (default 0)")
-    which.add_argument("--assign", metavar="SPEC", help="an assignment, e.g. conv1=flipped_quanv3x3,head=linear")
-    summ.add_argument("--twin", action="store_true", help="the classical twin of the rung (quantum layers replaced)")
-    summ.add_argument("--n-reps", type=_positive_int, default=10, help="re-uploads of the quantum head (default 10)")
-    summ.add_argument("--n-qubits", type=_positive_int, help="qubits of the quantum head (default: the minimum)")
-    summ.add_argument("--angles", choices=["real", "complex"], default="real",
-                      help="real (default) or complex; a complex angle counts as one parameter (two real numbers)")
-    summ.add_argument("--output-scale", choices=["none", "learned"], default="learned",
-                      help="readout of the re-uploading head (default learned, as qcreep run)")
-    summ.add_argument("--bias-init", choices=["normal", "zero"], default="zero", help="default zero, as qcreep run")
-    summ.add_argument("--json", action="store_true", help="machine-readable JSON (includes total_params)")
-
-    rep = sub.add_parser("report", help="Markdown table, CSV and plots from run records")
-    rep.add_argument("results_dir", help="a results folder written by qcreep run (its records/ folder)")
-    rep.add_argument("--out", help="where to write report.md, summary.csv and plots (default RESULTS_DIR)")
-    return parser
-
-
-def _version() -> str:
-    from qcreep import __version__
-    return f"qcreep {__version__}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -279,7 +223,7 @@ def _save_settings(out_dir: Path, settings: dict) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------
-# commands
+# the command
 
 
 def run_settings(args) -> dict:
@@ -323,6 +267,12 @@ def cmd_run(args) -> int:
         default_seed_parallel(configs[0].device, settings["seeds"]) if executor_name == "local" else 1)
     executor = make_executor(executor_name, seed_parallel=seed_parallel, ray_address=settings.get("ray_address"),
                              gpu_fraction=settings.get("gpu_fraction"))
+    hardware = None
+    if settings.get("shots") or settings.get("noise"):
+        from qcreep.evaluation import HardwareSpec
+
+        hardware = HardwareSpec(shots=tuple(settings.get("shots") or ()), noise=tuple(settings.get("noise") or ()),
+                                seed=settings.get("shot_seed") or 0).validate()
     out_dir = Path(args.out)
     # every check before anything is written: data, every rung's model and memory, existing records
     data = preflight_sweep(configs, out_dir, resume=args.resume, check_records=tuning is None)
@@ -335,132 +285,15 @@ def cmd_run(args) -> int:
         saved = _save_settings(out_dir, settings)
         if sys.stderr.isatty():
             print(f"qcreep: {len(configs)} run(s) -> {out_dir} (settings in {saved.name})", file=sys.stderr)
-        run_sweep(configs, out_dir, executor=executor, tuning=tuning, resume=args.resume, progress=args.progress,
-                  log=_log, data=data)
+        records = run_sweep(configs, out_dir, executor=executor, tuning=tuning, resume=args.resume,
+                            progress=args.progress, log=log, data=data)
+        if hardware is not None:
+            from qcreep.evaluation import evaluate_folder
+
+            evaluate_folder(out_dir, hardware, run_ids={r["run_id"] for r in records if r is not None}, log=log)
         paths = write_report(out_dir)
     print(markdown_table(summarize(load_records(out_dir))))
     print(f"\nreport: {paths['report']}", file=sys.stderr)
     return 0
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def cmd_list(args) -> int:
-    from qcreep.data import describe_datasets
-    from qcreep.layers import layer_entries
-    from qcreep.models import hybridnet
-
-    backbone = hybridnet()
-    info = {
-        "datasets": describe_datasets(),
-        "slots": [{"slot": s.name, "kind": s.slot.kind, "contract": s.slot.describe(), "classical": s.classical,
-                   "quantum": s.quantum} for s in backbone.slots],
-        "levels": {str(k): list(v) for k, v in backbone.levels.items()},
-        "layers": [{"name": e.name, "slot_kind": e.slot_kind, "quantum": e.quantum, "twin_of": e.twin_of,
-                    "description": e.description} for e in layer_entries()],
-    }
-    if args.json:
-        print(json.dumps(info, indent=1))
-        return 0
-    print("datasets:")
-    for d in info["datasets"]:
-        shape = "x".join(map(str, d["input_shape"]))
-        print(f"  {d['name']:<14} input {shape:<8} {d['description']}")
-    print("slots of hybridnet (shown for 1x32x32 inputs):")
-    for s in info["slots"]:
-        print(f"  {s['slot']:<6} {s['contract']}  [classical {s['classical']}, quantum {s['quantum']}]")
-    print("replacement levels (quantum slots): " +
-          "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in info["levels"].items()))
-    print("registered layers:")
-    for e in info["layers"]:
-        kind = "quantum" if e["quantum"] else ("twin" if e["twin_of"] else "classical")
-        print(f"  {e['slot_kind']:<8} {e['name']:<18} {kind:<9} {e['description']}")
-    return 0
-
-
-def cmd_summary(args) -> int:
-    import torch
-
-    from qcreep.data import get_spec
-    from qcreep.models import (
-        build_model,
-        format_summary,
-        hybridnet,
-        level_assignment,
-        parse_assignment,
-        twin_assignment,
-    )
-
-    spec = get_spec(args.dataset)
-    backbone = hybridnet(spec.input_shape, spec.num_classes)
-    if args.assign:
-        assignment = parse_assignment(args.assign, backbone)
-    else:
-        assignment = level_assignment(backbone, args.level if args.level is not None else 0)
-    if args.twin:
-        assignment = twin_assignment(backbone, assignment)
-    torch.manual_seed(0)
-    model = build_model(spec.input_shape, assignment=assignment, num_classes=spec.num_classes,
-                        n_reps=args.n_reps, n_qubits=args.n_qubits, angles=args.angles,
-                        output_scale=args.output_scale, bias_init=args.bias_init)
-    summary = model.summary()
-    summary.update(dataset=spec.name, angles=args.angles, output_scale=args.output_scale, bias_init=args.bias_init)
-    if args.json:
-        print(json.dumps(summary, indent=1))
-    else:
-        print(format_summary(summary))
-        if args.angles == "complex" and any(row["quantum"] for row in summary["slots"]):
-            print("angles complex: each complex angle or bias counts as one parameter here; it holds two real "
-                  "numbers, and the gates it makes are not unitary (the published code's mode)")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from qcreep.files import results_lock
-    from qcreep.report import load_records, markdown_table, summarize, write_report
-
-    records = load_records(args.results_dir)  # a missing or empty folder fails before anything is locked
-    with results_lock(args.out or args.results_dir):
-        paths = write_report(args.results_dir, args.out)
-    print(markdown_table(summarize(records)))
-    print("\nwritten: " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
-    return 0
-
-
-COMMANDS = {"run": cmd_run, "list": cmd_list, "summary": cmd_summary, "report": cmd_report}
-
-
-def main(argv=None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        return COMMANDS[args.command](args)
-    except UsageError as err:
-        print(f"qcreep: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("qcreep: interrupted; finished epochs are checkpointed, continue with --resume", file=sys.stderr)
-        return 130
-    except Exception as err:
-        from qcreep.errors import QcreepError
-
-        if isinstance(err, QcreepError):
-            print(f"qcreep: error: {' '.join(str(err).split())}", file=sys.stderr)
-            return 2
-        if isinstance(err, OSError):  # a write that did not go through qcreep.files
-            from qcreep.files import describe_os_error
-            where = f" {err.filename}" if err.filename else ""
-            print(f"qcreep: error: cannot write{where}: {describe_os_error(err)}; choose another --out or free "
-                  "the space", file=sys.stderr)
-            return 2
-        if isinstance(err, MemoryError) or "out of memory" in str(err).lower() or "not enough memory" in str(err):
-            print("qcreep: error: out of memory; lower --batch-size, --n-reps or --n-qubits, or use a machine with "
-                  "more memory", file=sys.stderr)
-            return 2
-        raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())
