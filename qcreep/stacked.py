@@ -44,6 +44,7 @@ from qcreep.train import (
     RunData,
     RunTracker,
     _default_log,
+    diverged_or,
     epoch_permutation,
     is_complete,
     make_optimizer,
@@ -195,10 +196,14 @@ def train_stacked(trackers: list[RunTracker], data: RunData, progress=None,
                 idx = [p[start:start + config.batch_size] for p in perms]
                 xb = torch.stack([fit_part.x[i] for i in idx]).to(device=device, dtype=dtype)
                 yb = torch.stack([fit_part.y[i] for i in idx]).to(device)
-                out = stacked(xb)  # (K, B, classes)
-                losses = F.cross_entropy(out.flatten(0, 1), yb.flatten(), reduction="none").view(k_models, -1).mean(1)
-                optimizer.zero_grad(set_to_none=True)
-                losses.sum().backward()
+                try:
+                    out = stacked(xb)  # (K, B, classes)
+                    losses = F.cross_entropy(out.flatten(0, 1), yb.flatten(),
+                                             reduction="none").view(k_models, -1).mean(1)
+                    optimizer.zero_grad(set_to_none=True)
+                    losses.sum().backward()
+                except torch.linalg.LinAlgError as err:
+                    raise diverged_or(err, stacked.params.values(), epoch) from None
                 optimizer.step()
                 detached = losses.detach()
                 if not torch.isfinite(detached).all():

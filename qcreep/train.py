@@ -384,9 +384,12 @@ def _train(tracker: RunTracker, progress, log, stop_after, verbose) -> dict:
             if stop_after is not None and done >= stop_after:
                 break
             t0 = time.perf_counter()
-            loss, acc = train_epoch(tracker.model, tracker.optimizer, tracker.data.fit, config, epoch,
-                                    tracker.device, tracker.dtype, bar)
-            line = tracker.end_epoch(epoch, loss, acc, time.perf_counter() - t0)
+            try:
+                loss, acc = train_epoch(tracker.model, tracker.optimizer, tracker.data.fit, config, epoch,
+                                        tracker.device, tracker.dtype, bar)
+                line = tracker.end_epoch(epoch, loss, acc, time.perf_counter() - t0)
+            except torch.linalg.LinAlgError as err:
+                raise diverged_or(err, tracker.model.parameters(), epoch) from None
             done += 1
             if verbose:
                 (bar.write if bar is not None else log)(line)
@@ -426,6 +429,19 @@ def check_finite(loss: torch.Tensor, epoch: int) -> None:
     if not torch.isfinite(loss.detach()).all():
         raise DivergedError(f"training diverged: loss is {loss.detach().tolist()} at epoch {epoch + 1}; "
                             "try a smaller --lr")
+
+
+def diverged_or(err: Exception, params, epoch: int) -> Exception:
+    """A :class:`DivergedError` when ``err`` (a failed decomposition) comes from non-finite ``params``, else ``err``.
+
+    A quantum layer that diverges meets its first NaN inside an eigendecomposition, which raises
+    before any loss is computed; such a run has diverged like one whose loss is not finite.
+    """
+    bad = any(not torch.isfinite(p.detach()).all() for p in params)
+    if bad:
+        return DivergedError(f"training diverged: parameters are not finite at epoch {epoch + 1} (a matrix "
+                             "decomposition failed on them); try a smaller --lr")
+    return err
 
 
 class DivergedError(QcreepError):

@@ -497,3 +497,16 @@ def test_threads_setting_is_recorded(tmp_path, digits_data):
     record = run(config(threads=1), tmp_path, digits_data)
     assert record["environment"]["threads"] == 1
     assert os.path.exists(record_path(tmp_path, config()))
+
+
+def test_a_quantum_rung_that_diverges_inside_a_decomposition_is_a_diverged_run(tmp_path):
+    """NaN parameters of a quanvolution fail in eigh before any loss: that is divergence, not a crash."""
+    from qcreep.train import DivergedError, diverged_or
+
+    config = TrainConfig(dataset="digits", level=1, epochs=3, max_train=200, max_test=50, lr=1e15)
+    with pytest.raises(DivergedError, match="parameters are not finite"):
+        fit(config, tmp_path, progress=False, log=lambda m: None)
+    # finite parameters: the decomposition error itself is kept
+    err = torch.linalg.LinAlgError("eigh failed")
+    assert diverged_or(err, [torch.ones(3)], 0) is err
+    assert isinstance(diverged_or(err, [torch.tensor([1.0, float("nan")])], 0), DivergedError)
