@@ -68,6 +68,8 @@ def test_evaluate_errors_are_one_line_exit_2(ladder, tmp_path, capsys):
     assert "depolarising probability in (0, 0.75]" in err and err.count("\n") == 1
     assert main(["evaluate", str(ladder), "--shots", "0"]) == 2
     assert "positive integer" in capsys.readouterr().err
+    assert main(["evaluate", str(ladder), "--seeds", "5", "--shots", "100"]) == 2  # the ladder has seed 0 only
+    assert "no complete quantum run" in capsys.readouterr().err
     classical = tmp_path / "classical"
     assert main(["run", "--levels", "0", *TINY, "--out", str(classical)]) == 0
     capsys.readouterr()

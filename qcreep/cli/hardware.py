@@ -30,6 +30,8 @@ def add_parsers(sub) -> None:
     ev.add_argument("results_dir", help="a results folder written by qcreep run")
     add_hardware_options(ev, defaults=True)
     ev.add_argument("--max-test", type=positive_int, metavar="N", help="score the first N test images (default all)")
+    ev.add_argument("--seeds", nargs="+", type=nonnegative_int, metavar="SEED",
+                    help="score only the runs of these seeds (default every seed)")
     ev.add_argument("--batch-size", type=positive_int, default=250, help="images per batch (default 250)")
     ev.add_argument("--precision", type=positive_float, default=0.01, metavar="EPS",
                     help="standard error per output for the shots-per-image estimate (default 0.01)")
@@ -80,7 +82,10 @@ def cmd_evaluate(args) -> int:
     spec = hardware_spec(args, max_test=args.max_test)
     load_records(args.results_dir)  # a missing or empty folder fails before anything is locked
     with results_lock(args.results_dir):
-        results = evaluate_folder(args.results_dir, spec, log=log)
+        run_ids = None
+        if args.seeds is not None:
+            run_ids = {r["run_id"] for r in load_records(args.results_dir) if r.get("seed") in set(args.seeds)}
+        results = evaluate_folder(args.results_dir, spec, run_ids=run_ids, log=log)
         if not results:
             raise QcreepError(f"no complete quantum run with a checkpoint under {args.results_dir}; train one with "
                               "`qcreep run --levels 1 2 --out DIR` first")
