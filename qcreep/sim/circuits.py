@@ -40,6 +40,9 @@ stack the vmapped dimension in front, and they take any leading dimensions).
 
 from __future__ import annotations
 
+import math
+import threading
+
 import torch
 
 from qcreep.errors import QcreepError
@@ -81,14 +84,50 @@ def _expand_front(args, in_dims, size):
 # "eigh": one eigendecomposition per sample
 
 
+# Per-thread scratch buffers for the large temporaries of one chunk. A fresh tensor of a few MiB
+# costs page faults on every call on CPU (its pages are returned to the system when it is freed),
+# which here cost as much as the arithmetic written into it; buffers reused across calls do not.
+# Only temporaries live here: nothing returned to a caller or saved for the backward pass.
+_SCRATCH = threading.local()
+_SCRATCH_MAX_ELEMENTS = 1 << 24  # larger temporaries are allocated fresh (64 MiB in float32)
+
+
+def _scratch(name: str, shape, like: torch.Tensor) -> torch.Tensor:
+    """A ``shape`` tensor of ``like``'s dtype and device, reused by this thread for ``name``.
+
+    Its contents are undefined. Not used under torch.func transforms or on devices other than
+    the CPU, where a fresh tensor is returned.
+    """
+    numel = math.prod(shape)
+    if like.device.type != "cpu" or numel > _SCRATCH_MAX_ELEMENTS or parallel.transforms_active():
+        return like.new_empty(shape)
+    pool = getattr(_SCRATCH, "pool", None)
+    if pool is None:
+        pool = _SCRATCH.pool = {}
+    buf = pool.get(name)
+    if buf is None or buf.dtype != like.dtype or buf.numel() < numel:
+        buf = pool[name] = torch.empty(numel, dtype=like.dtype)
+    return buf[:numel].view(shape)
+
+
 def _doubled_embedding(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``X + X^T`` (twice the data Hamiltonian) from features ``(..., F)``, zero-padded row-major."""
+    """``X + X^T`` (twice the data Hamiltonian) from features ``(..., F)``, zero-padded row-major.
+
+    The result is a scratch buffer of this thread (:func:`_scratch`): it is only read by ``eigh``,
+    which copies its input.
+    """
     features = x.shape[-1]
-    padded = x.new_empty(*x.shape[:-1], dim * dim)
+    lead = tuple(x.shape[:-1])
+    if parallel.transforms_active() or x.device.type != "cpu":
+        padded = x.new_zeros(*lead, dim * dim)
+        padded[..., :features] = x
+        padded = padded.view(*lead, dim, dim)
+        return padded + padded.mT
+    padded = _scratch("padded", (*lead, dim * dim), x)
     padded[..., :features] = x
     padded[..., features:] = 0
-    padded = padded.view(*x.shape[:-1], dim, dim)
-    return padded + padded.mT
+    padded = padded.view(*lead, dim, dim)
+    return torch.add(padded, padded.mT, out=_scratch("doubled", (*lead, dim, dim), x))
 
 
 def _decompose(data, n_qubits):
@@ -153,13 +192,15 @@ def _eigh_forward(data, gm, rows, t, n_qubits, decomposition=None):
     return rows, lam, vecs, torch.stack(betas, -3), torch.stack(chis, -2)
 
 
-def _eigh_backward(grad, lam, vecs, betas, gm, t, need_data, out_data):
+def _eigh_backward(grad, lam, vecs, betas, gm, t, need_data, out_data, need_rows0=True):
     """One chunk: reverse pass; gradients at the gate outputs, at ``psi_0``, and at ``H`` or the features.
 
     ``out_data`` is ``None`` (a fresh ``dL/dH`` is returned) or the tensor to write into: ``dL/dH``
     of shape ``(..., B, N, N)``, or ``dL/dx`` of shape ``(..., B, F)`` for features ``x``, which is
     ``dL/dH`` read at the first ``F`` entries (``dL/dH`` is symmetric by construction, so its
-    symmetric part, which the embedding ``(X + X^T) / 2`` takes, is itself).
+    symmetric part, which the embedding ``(X + X^T) / 2`` takes, is itself). Without
+    ``need_rows0`` the last rotation back to the input basis (which only ``dL/dpsi_0`` needs) is
+    skipped and the gradient at ``psi_0`` returned is ``None``.
     """
     angle = t * lam
     cos, sin = torch.cos(angle)[..., None, :], torch.sin(angle)[..., None, :]
@@ -170,43 +211,71 @@ def _eigh_backward(grad, lam, vecs, betas, gm, t, need_data, out_data):
         gchi = (grad.flatten(-2) @ gm[..., r, :, :].mT).view(grad.shape)  # U^dagger g
         gamma = gchi @ vecs  # V^T g
         gammas.append(gamma)
-        grad = (gamma * cos + gamma.flip(-2) * sign_sin) @ vecs.mT  # E^dagger g
+        if r or need_rows0:
+            grad = torch.addcmul(gamma * cos, gamma.flip(-2), sign_sin) @ vecs.mT  # E^dagger g
+        else:
+            grad = None
     gouts = torch.stack(gouts[::-1], -2)
     if not need_data:
         return out_data, grad, gouts
     gammas = torch.stack(gammas[::-1], -3)  # (..., B, R, 2, N), circuit order
+    grad_h = _data_gradient(lam, vecs, betas, gammas, t, out_data)
+    return grad_h, grad, gouts
+
+
+def _data_gradient(lam, vecs, betas, gammas, t, out_data):
+    r"""``dL/dH = V W V^T`` (or ``dL/dx``, its first ``F`` entries) from the states in the eigenbasis.
+
+    With ``beta_r = V^T psi_r`` (entering the ``r``-th data unitary), ``gamma_r = V^T g_r`` (the
+    gradient leaving it), ``q = exp(i t lambda / 2)``, ``bp_r = beta_r q`` and ``gp_r = gamma_r conj(q)``:
+
+        M = t sum_r (Im gp_r (Re bp_r)^T - Re gp_r (Im bp_r)^T),
+        W = sym(M) o S,    S_ij = sin(t (lambda_i - lambda_j) / 2) / (t (lambda_i - lambda_j) / 2)
+
+    (``S_ii = 1``): the Daleckii-Krein form ``Re(sum_r conj(gamma_r) beta_r^T o F)`` with
+    ``F_ij = i t q_i q_j S_ij``, the phases folded into the vectors. ``sym(M)`` is one real product
+    of rank ``4R`` pairing the rows ``(gp_im, bp_re), (-gp_re, bp_im), (bp_re, gp_im), (-bp_im,
+    gp_re)``, each scaled by ``t / 2``. The ``(N, N)`` temporaries are this thread's scratch buffers.
+    """
+    reps, n = betas.shape[-3], betas.shape[-1]
+    lead = tuple(betas.shape[:-3])
     half = 0.5 * t * lam
-    hc, hs = torch.cos(half)[..., None, None, :], torch.sin(half)[..., None, None, :]
-    bp = betas * hc + betas.flip(-2) * torch.cat((-hs, hs), -2)  # beta q: [re; im]
-    gp = gammas * hc + gammas.flip(-2) * torch.cat((hs, -hs), -2)  # gamma conj(q): [re; im]
-    swapped = gp.flip(-2)  # [im; re]
-    # sym(M), M = t sum_r (gp_im bp_re^T - gp_re bp_im^T): one product of rank 4R, pairing the rows
-    # (gp_im, bp_re), (-gp_re, bp_im), (bp_re, gp_im), (-bp_im, gp_re), each scaled by t / 2
-    scale = torch.tensor([0.5 * t, -0.5 * t], dtype=lam.dtype, device=lam.device)[:, None]
-    left = (torch.cat((swapped, bp), -3) * scale).flatten(-3, -2)
-    right = torch.cat((bp, swapped), -3).flatten(-3, -2)
-    weights = left.mT @ right
-    x = half[..., :, None] - half[..., None, :]
-    sinc = torch.sin(x)
+    hc, hs = torch.cos(half)[..., None, :], torch.sin(half)[..., None, :]
+    b_re, b_im = betas[..., 0, :], betas[..., 1, :]
+    g_re, g_im = gammas[..., 0, :], gammas[..., 1, :]
+    # right = [bp_re; bp_im; gp_im; gp_re], left = (t / 2) [gp_im; -gp_re; bp_re; -bp_im]
+    right = _scratch("right", (*lead, 4, reps, n), lam)
+    torch.mul(b_re, hc, out=right[..., 0, :, :]).sub_(b_im * hs)
+    torch.mul(b_re, hs, out=right[..., 1, :, :]).add_(b_im * hc)
+    torch.mul(g_im, hc, out=right[..., 2, :, :]).sub_(g_re * hs)
+    torch.mul(g_re, hc, out=right[..., 3, :, :]).add_(g_im * hs)
+    scale = torch.tensor([0.5 * t, -0.5 * t, 0.5 * t, -0.5 * t], dtype=lam.dtype, device=lam.device)
+    left = torch.mul(right.roll(2, -3), scale[:, None, None], out=_scratch("left", right.shape, lam))
+    weights = torch.matmul(left.flatten(-3, -2).mT, right.flatten(-3, -2), out=_scratch("weights", (*lead, n, n), lam))
+    x = torch.sub(half[..., :, None], half[..., None, :], out=_scratch("gaps", (*lead, n, n), lam))
+    sinc = torch.sin(x, out=_scratch("sinc", (*lead, n, n), lam))
     weights.mul_(sinc.div_(x).nan_to_num_(nan=1.0))  # sin(x)/x, 1 at x = 0
     if parallel.transforms_active():  # no out= on the tensors of a torch.func transform
         grad_h = vecs @ weights @ vecs.mT
         if out_data is not None:
             raise QcreepError("internal: out_data is not used under torch.func transforms")
-        return grad_h, grad, gouts
-    if out_data is not None and out_data.dim() != grad.dim():
+        return grad_h
+    if out_data is not None and out_data.dim() != lam.dim() + 1:
         # dL/dx: the first F entries of dL/dH, i.e. its first ceil(F / N) rows, V[:rows] W V^T
-        features, n = out_data.shape[-1], vecs.shape[-1]
+        features = out_data.shape[-1]
         rows = -(-features // n)
-        partial = (vecs[..., :rows, :] @ weights) @ vecs.mT
-        out_data.copy_(partial.flatten(-2)[..., :features])
-        return out_data, grad, gouts
-    # V W V^T, reusing the two dead buffers (fresh large tensors cost page faults on CPU)
+        partial = torch.matmul(vecs[..., :rows, :], weights, out=_scratch("partial", (*lead, rows, n), lam))
+        if features == rows * n and out_data.is_contiguous():
+            torch.matmul(partial, vecs.mT, out=out_data.view(*lead, rows, n))
+        else:
+            full = torch.matmul(partial, vecs.mT, out=_scratch("rows", (*lead, rows, n), lam))
+            out_data.copy_(full.flatten(-2)[..., :features])
+        return out_data
     rotated = torch.matmul(vecs, weights, out=x)
     if out_data is None:
-        return torch.matmul(rotated, vecs.mT, out=sinc), grad, gouts
+        return rotated @ vecs.mT
     torch.matmul(rotated, vecs.mT, out=out_data)  # dL/dH
-    return out_data, grad, gouts
+    return out_data
 
 
 class _EighCircuit(torch.autograd.Function):
@@ -275,10 +344,13 @@ class _EighCircuit(torch.autograd.Function):
         grad_data = grad.new_empty(ctx.data_shape) if direct else None
 
         def run(k):
-            lam, vecs, betas, _ = chunks[k]
+            lam, vecs, betas, chis = chunks[k]
             g = grad.narrow(bdim, starts[k], sizes[k])
             out = grad_data.narrow(bdim, starts[k], sizes[k]) if direct else None
-            return _eigh_backward(g, lam, vecs, betas, gm, t, need_data, out)
+            data, rows0, gouts = _eigh_backward(g, lam, vecs, betas, gm, t, need_data, out, need_rows0)
+            # this chunk's part of sum over the batch of chi_r^T g_r, for every r at once
+            part_gm = chis.movedim(-2, -3).mT @ gouts.movedim(-2, -3) if need_gm else None
+            return data, rows0, part_gm
 
         if len(chunks) == 1:
             parts = [run(0)]
@@ -288,14 +360,15 @@ class _EighCircuit(torch.autograd.Function):
             grad_data = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts], bdim)
             if ctx.features:  # dL/dx: the first F entries of the symmetric dL/dH
                 grad_data = grad_data.flatten(-2)[..., : ctx.data_shape[-1]]
-        grad_rows0 = parts[0][1] if len(parts) == 1 else torch.cat([p[1] for p in parts], bdim)
+        grad_rows0 = None
+        if need_rows0:
+            grad_rows0 = parts[0][1] if len(parts) == 1 else torch.cat([p[1] for p in parts], bdim)
         grad_gm = None
         if need_gm:
-            gouts = parts[0][2] if len(parts) == 1 else torch.cat([p[2] for p in parts], bdim)
-            chis = chunks[0][3] if len(chunks) == 1 else torch.cat([c[3] for c in chunks], bdim)
-            # sum over the batch of chi_r^T g_r, for every r at once
-            grad_gm = chis.movedim(-2, -3).mT @ gouts.movedim(-2, -3)
-        return (grad_data if need_data else None), grad_gm, (grad_rows0 if need_rows0 else None), None, None, None
+            grad_gm = parts[0][2]
+            for p in parts[1:]:
+                grad_gm = grad_gm + p[2]
+        return (grad_data if need_data else None), grad_gm, grad_rows0, None, None, None
 
     @staticmethod
     def vmap(info, in_dims, data, gm, rows0, t, n_qubits, prefetch=None):
