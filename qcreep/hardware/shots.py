@@ -45,14 +45,17 @@ is unbiased, with variance at every output position
 one depthwise convolution (the 9 squares and 5 cross products of the ``h_P``).
 
 Exact sampling draws, per output position and channel pair, the four outcome counts of each of
-the settings ``XX``, ``XZ``, ``ZX`` and the ``+1`` count of the product sign for ``YY`` and ``ZZ``
-(whose law needs only ``<YY>``, ``<ZZ>``), as three conditional binomials per setting: 15 draws.
-``shots_mode`` for the quanvolution: ``"exact"`` draws these ``15 C_out C_in H' W'`` binomials per
-image (about 50 ns each on a CPU core); ``"gaussian"`` adds to the exact output a
-normal variable with the variance above (one draw per output value); ``"auto"`` is exact when an
-image needs at most :data:`AUTO_EXACT_MAX_DRAWS` binomials, Gaussian otherwise. For the digits
-HybridNet (12x12 inputs) both convolutions are exact (48,000 and 491,520 draws per image); for
-32x32 inputs the second one (6.0 million) is Gaussian. The head is always sampled exactly.
+the settings ``XX``, ``XZ``, ``ZX`` (three conditional binomials each) and the ``+1`` count of the
+product sign for ``YY`` and ``ZZ`` (one binomial each; their law needs only ``<YY>``, ``<ZZ>``):
+11 draws (:data:`DRAWS_PER_POSITION`). ``shots_mode`` for the quanvolution: ``"exact"`` draws these
+``11 C_out C_in H' W'`` binomials per image with ``torch.binomial`` (serial C, measured 40 to 80 ns
+a draw on one core: more for small ``S``, where many draws take the inversion branch); ``"gaussian"``
+adds to the exact output a normal variable with the variance above (one draw per output value);
+``"auto"`` is exact when an image needs at most :data:`AUTO_EXACT_MAX_DRAWS` binomials, Gaussian
+otherwise. Measured per image, trained digits HybridNet (level 1), one core: conv1 (35,200 draws)
+1.5 to 2.9 ms, conv2 (360,448 draws) 15 to 28 ms, for ``S`` from 100,000 down to 100. So ``auto``
+samples digits conv1 exactly and digits conv2 (and MNIST conv1, 316,800 draws) by the Gaussian;
+``shots_mode="exact"`` samples any layer exactly. The head is always sampled exactly.
 
 Example:
     >>> import torch
@@ -78,9 +81,10 @@ from qcreep.errors import QcreepError
 from qcreep.sim import pauli_matrices, pauli_words
 
 SHOTS_MODES = ("auto", "exact", "gaussian")
-# "auto" samples a quantum convolution exactly up to this many binomial draws per image (a few
-# tens of milliseconds on one core), and by the Gaussian with the exact variance above it.
-AUTO_EXACT_MAX_DRAWS = 2**19
+# "auto" samples a quantum convolution exactly up to this many binomial draws per image (at most
+# about 5 ms per image on one core at 40 to 80 ns a draw), and by the Gaussian with the exact
+# variance above it.
+AUTO_EXACT_MAX_DRAWS = 2**16
 # shots are kept where float64 counts are exact and the sampling is meaningful
 MAX_SHOTS = 10**12
 REAL_WORDS = tuple(w for w in pauli_words(2) if w.count("Y") % 2 == 0)
@@ -88,9 +92,9 @@ REAL_WORDS = tuple(w for w in pauli_words(2) if w.count("Y") % 2 == 0)
 # estimates: qcreep.hardware.export's qubitwise_settings / assign_terms of REAL_WORDS (a word goes to
 # the first setting, in this order, that measures it).
 SETTINGS = {"XX": ("IX", "XI", "XX"), "XZ": ("IZ", "XZ"), "YY": ("YY",), "ZX": ("ZI", "ZX"), "ZZ": ("ZZ",)}
-# binomial draws per output position and channel pair: three per setting (a four-outcome
-# multinomial; for a setting read only through its product sign the last two are trivial)
-DRAWS_PER_POSITION = 3 * len(SETTINGS)
+# binomial draws per output position and channel pair: three for each setting read through both
+# single-qubit signs (a four-outcome multinomial), one for each setting read through its product sign
+DRAWS_PER_POSITION = sum(3 if len(words) > 1 else 1 for words in SETTINGS.values())
 
 _MASK64 = (1 << 64) - 1
 
@@ -221,82 +225,110 @@ def resolve_shots_mode(shots_mode: str, layer, x: torch.Tensor) -> str:
 
 
 @functools.cache
-def _setting_tables() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Index tables of the five settings for :func:`_setting_estimates`.
+def _setting_layout() -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[str, int], ...]]:
+    """Where each word's estimate comes from, for :func:`_setting_estimates`.
 
-    ``words (5, 3)``: the words ``L0 I``, ``I L1``, ``L0 L1`` of each setting (indices into
-    :data:`REAL_WORDS`; only the last is used for the product-only settings); ``joint (5,)``: whether
-    the single-qubit signs are used; ``estimate_word (9,)`` and ``estimate_sign (9, 4)``: for each
-    word, its setting and its sign on the outcomes ``(++, +-, -+, --)``.
+    Returns ``(joint, product, sources)``: the indices in :data:`SETTINGS` of the settings whose
+    single-qubit signs are used (``XX``, ``XZ``, ``ZX``) and of the product-only ones (``YY``,
+    ``ZZ``), and for each word of :data:`REAL_WORDS` its sign (``"a0"``, ``"a1"``, ``"a0a1"``) and
+    setting index.
     """
     names = list(SETTINGS)
-    words = torch.zeros(len(names), 3, dtype=torch.long)
-    joint = torch.zeros(len(names), dtype=torch.bool)
-    setting_of = torch.zeros(len(REAL_WORDS), dtype=torch.long)
-    sign_of = torch.zeros(len(REAL_WORDS), 4, dtype=torch.float64)
-    signs = ((1.0, 1.0, -1.0, -1.0), (1.0, -1.0, 1.0, -1.0), (1.0, -1.0, -1.0, 1.0))  # a0, a1, a0 a1
-    for s_index, (setting, measured) in enumerate(SETTINGS.items()):
-        parts = (setting[0] + "I", "I" + setting[1], setting)
-        joint[s_index] = len(measured) > 1
-        if joint[s_index]:
-            words[s_index] = torch.tensor([REAL_WORDS.index(w) for w in parts])
-        else:
-            words[s_index, 2] = REAL_WORDS.index(setting)
-        for word in measured:
-            setting_of[REAL_WORDS.index(word)] = s_index
-            sign_of[REAL_WORDS.index(word)] = torch.tensor(signs[parts.index(word)])
-    return words, joint, setting_of, sign_of
+    joint = tuple(i for i, s in enumerate(names) if len(SETTINGS[s]) > 1)
+    product = tuple(i for i, s in enumerate(names) if len(SETTINGS[s]) == 1)
+    sources = []
+    for word in REAL_WORDS:
+        index = next(i for i, s in enumerate(names) if word in SETTINGS[s])
+        setting = names[index]
+        sign = {setting[0] + "I": "a0", "I" + setting[1]: "a1", setting: "a0a1"}[word]
+        sources.append((sign, index))
+    return joint, product, tuple(sources)
 
 
-def _setting_estimates(expectations: torch.Tensor, shots: int, positions: int, gen) -> torch.Tensor:
-    """One image's estimates ``e_ocP`` of the nine words at every position: ``(O, C, 9, L)`` float64.
+def _setting_probabilities(expectations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The conditional-binomial parameters of the five settings, from ``<P>_oc``: ``(O, C, 9)``.
 
-    Each setting is sampled with ``shots`` shots, exactly, as a four-outcome multinomial over
-    ``(++, +-, -+, --)`` drawn by three conditional binomials (all five settings in each call). A
-    product-only setting (``YY``, ``ZZ``) is sampled through its product sign alone: outcome ``++``
-    with probability ``(1 + <P>) / 2`` and ``+-`` otherwise, the other two never occur.
+    Returns ``(first (5, O, C), second (3, O, C), third (3, O, C))``. For a joint setting ``L0 L1``
+    (rows ``0 .. 2`` of ``second`` and ``third``, in the order of :func:`_setting_layout`'s
+    ``joint``) the outcome probabilities ``q = (q_{++}, q_{+-}, q_{-+}, q_{--})`` are
+    ``(1 + a0 <L0 I> + a1 <I L1> + a0 a1 <L0 L1>) / 4`` (clamped at 0 and normalised), and the counts
+    ``n_{++} ~ Bin(S, q_{++})``, ``n_{+-} ~ Bin(S - n_{++}, q_{+-} / (1 - q_{++}))``,
+    ``n_{-+} ~ Bin(S - n_{++} - n_{+-}, q_{-+} / (q_{-+} + q_{--}))``, ``n_{--}`` the rest: an exact
+    ``Multinomial(S, q)``. For a product-only setting the ``+1`` count of the product sign is
+    ``Bin(S, (1 + <P>) / 2)``. ``first`` holds the first probability of every setting, in
+    :data:`SETTINGS` order.
     """
-    words, joint, setting_of, sign_of = _setting_tables()
-    e = expectations  # (O, C, 9)
-    ea, eb, eab = (e[..., words[:, k]].movedim(-1, 0) for k in range(3))  # (5, O, C)
-    ea = torch.where(joint[:, None, None], ea, 0.0)
-    eb = torch.where(joint[:, None, None], eb, 0.0)
-    full = torch.stack((1 + ea + eb + eab, 1 + ea - eb - eab, 1 - ea + eb - eab, 1 - ea - eb + eab), -1) / 4
-    product = torch.stack(((1 + eab) / 2, (1 - eab) / 2, torch.zeros_like(eab), torch.zeros_like(eab)), -1)
-    probs = torch.where(joint[:, None, None, None], full, product).clamp_min(0.0)
-    probs = probs / probs.sum(-1, keepdim=True)
-    left = probs.flip(-1).cumsum(-1).flip(-1)
-    ratios = torch.where(left > 0, probs / left.clamp_min(1e-300), 0.0).clamp(0.0, 1.0)  # (5, O, C, 4)
-    shape = (*ratios.shape[:-1], positions)
-    remaining = torch.full(shape, float(shots), dtype=torch.float64)
-    counts = []
-    for j in range(3):
-        c = torch.binomial(remaining, ratios[..., j, None].expand(shape).contiguous(), generator=gen)
-        counts.append(c)
-        remaining = remaining - c
-    counts = torch.stack((*counts, remaining), -1)  # (5, O, C, L, 4)
-    # the estimate of word k: the mean of its sign over the shots of its setting
-    estimates = torch.einsum("kocla,ka->ockl", counts[setting_of], sign_of)
-    return estimates / shots
+    joint, product, _ = _setting_layout()
+    names = list(SETTINGS)
+    e = expectations
+    index = {w: i for i, w in enumerate(REAL_WORDS)}
+    first = torch.empty(len(names), *e.shape[:-1], dtype=e.dtype, device=e.device)
+    second, third = [], []
+    for s in joint:
+        setting = names[s]
+        ea, eb, eab = (e[..., index[w]] for w in (setting[0] + "I", "I" + setting[1], setting))
+        q = torch.stack((1 + ea + eb + eab, 1 + ea - eb - eab, 1 - ea + eb - eab, 1 - ea - eb + eab)).clamp_min(0.0)
+        q = q / q.sum(0, keepdim=True)
+        left = q.flip(0).cumsum(0).flip(0)  # the probability of the outcomes >= j
+        ratio = torch.where(left > 0, q / left.clamp_min(1e-300), 0.0).clamp(0.0, 1.0)
+        first[s] = ratio[0]
+        second.append(ratio[1])
+        third.append(ratio[2])
+    for s in product:
+        first[s] = ((1 + e[..., index[names[s]]]) / 2).clamp(0.0, 1.0)
+    return first, torch.stack(second), torch.stack(third)
+
+
+def _setting_estimates(probabilities, shots: int, positions: int, gen) -> torch.Tensor:
+    """One image's estimates ``e_ocP`` of the nine words at every position: ``(9, O, C, L)`` float64.
+
+    ``probabilities`` is :func:`_setting_probabilities`' triple. Every setting is sampled with
+    ``shots`` shots, exactly: one binomial for each of the five settings (the first count of a
+    joint setting, the ``+1`` count of a product-only one), then two conditional binomials for each
+    joint setting: ``11 O C L`` draws in three ``torch.binomial`` calls with ``gen``. A word's
+    estimate is the mean of its sign over the shots of its setting, e.g. for a joint setting
+    ``e_{L0 I} = (n_{++} + n_{+-} - n_{-+} - n_{--}) / S``.
+    """
+    first, second, third = probabilities
+    joint, _, sources = _setting_layout()
+    total = float(shots)
+    n_first = torch.binomial(torch.full((*first.shape, positions), total, dtype=torch.float64),
+                             first[..., None].expand(*first.shape, positions).contiguous(), generator=gen)
+    c0 = n_first[list(joint)]
+    rest = total - c0
+    c1 = torch.binomial(rest, second[..., None].expand_as(rest).contiguous(), generator=gen)
+    rest = rest - c1
+    c2 = torch.binomial(rest, third[..., None].expand_as(rest).contiguous(), generator=gen)
+    c3 = rest - c2
+    # the three signs of the joint settings, and the product sign of the others, summed over the shots
+    sums = {"a0": (c0 + c1) - (c2 + c3), "a1": (c0 + c2) - (c1 + c3), "a0a1": (c0 + c3) - (c1 + c2)}
+    product_sum = 2.0 * n_first - total
+    row = {s: i for i, s in enumerate(joint)}
+    words = [sums[sign][row[s]] if s in row else product_sum[s] for sign, s in sources]
+    return torch.stack(words) / total
 
 
 def quanv_shots_exact(layer, x: torch.Tensor, expectations: torch.Tensor, shots: int, generators) -> torch.Tensor:
     """The finite-shot estimate of a flipped quanvolution, with every binomial drawn.
 
     ``x`` is ``(B, C_in, H, W)``; ``expectations`` the ``(C_out, C_in, 9)`` values ``<P>_oc`` of the
-    (noisy) states. Sampling runs in float64 on the CPU; the result has the dtype and device of ``x``.
+    (noisy) states. Sampling runs in float64 on the CPU, image ``b`` with ``generators[b]``
+    (:func:`_setting_estimates`: ``11 C_out C_in H' W'`` binomial draws, about 40 ns each on one
+    core, so about 15 ms per image for the digits conv2); the result has the dtype and device of ``x``.
     """
     check_int(shots, "shots", 1, MAX_SHOTS)
     xd = x.detach().to(device="cpu", dtype=torch.float64)
     h = patch_coefficients(layer, xd)  # (B, C, 10, H', W')
     batch, channels, _, h_out, w_out = h.shape
     h = h.reshape(batch, channels, 10, h_out * w_out)
-    e = expectations.detach().to(device="cpu", dtype=torch.float64)
+    probabilities = _setting_probabilities(expectations.detach().to(device="cpu", dtype=torch.float64))
     bias = _real(layer.bias).detach().to(device="cpu", dtype=torch.float64)
+    words = h[:, :, 1:].permute(0, 2, 1, 3).contiguous()  # (B, 9, C, L)
+    constant = h[:, :, 0].sum(1)  # (B, L)
     out = torch.empty(batch, layer.out_channels, h_out * w_out, dtype=torch.float64)
     for b, gen in enumerate(generators):
-        estimates = _setting_estimates(e, shots, h_out * w_out, gen)  # (O, C, 9, L)
-        values = torch.einsum("cpl,ocpl->ol", h[b, :, 1:], estimates) + h[b, :, 0].sum(0)
+        estimates = _setting_estimates(probabilities, shots, h_out * w_out, gen)  # (9, O, C, L)
+        values = (estimates * words[b, :, None]).sum((0, 2)) + constant[b]
         out[b] = values / channels + bias[:, None]
     return out.reshape(batch, layer.out_channels, h_out, w_out).to(device=x.device, dtype=x.dtype)
 
