@@ -333,6 +333,96 @@ def test_prefetched_decompositions_give_the_same_states(two_threads):
     assert Prefetch.start(x, 2, "expm") is None
 
 
+def test_gates_built_inside_the_circuit_equal_special_unitary_gates():
+    """reupload_features_su (the head's path with eigh) against reupload_features with special_unitary:
+    the same states, and the same gradients for the features, the angles and psi_0, on one and
+    two threads, with and without a prefetch, at a feature count that fills (16) and does not
+    fill (14) the matrix, in float64 and float32."""
+    from qcreep.sim.circuits import Prefetch, reupload_features_su
+
+    threads_before = torch.get_num_threads()
+    for dtype, tol in ((F64, 1e-12), (F32, 2e-5)):
+        cdtype = torch.complex128 if dtype == F64 else torch.complex64
+        for features in (14, 16):
+            x = torch.randn(9, features, dtype=dtype)
+            theta = torch.randn(3, 15, dtype=dtype)
+            psi0 = torch.randn(9, 4, dtype=cdtype)
+            psi0 = psi0 / psi0.abs().square().sum(-1, keepdim=True).sqrt()
+            weights = torch.randn(9, 4, dtype=dtype)
+
+            def run(fn, x=x, theta=theta, psi0=psi0, weights=weights):
+                xx, th, p0 = (x.clone().requires_grad_(True), theta.clone().requires_grad_(True),
+                              psi0.clone().requires_grad_(True))
+                out = fn(xx, th, p0)
+                loss = (weights * out.real).sum() + (weights.flip(0) * out.imag).sum()
+                return (out.detach(), *torch.autograd.grad(loss, (xx, th, p0)))
+
+            reference = run(lambda xx, th, p0: reupload_features(xx, 2, special_unitary(th), p0, 0.4))
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                got = run(lambda xx, th, p0: reupload_features_su(xx, 2, th, p0, 0.4))
+                pre = run(lambda xx, th, p0: reupload_features_su(xx, 2, th, p0, 0.4, Prefetch.start(xx, 2)))
+                for a, b, c in zip(got, pre, reference):
+                    assert torch.allclose(a, c, atol=tol * max(1.0, float(c.abs().max())), rtol=0)
+                    assert torch.allclose(b, c, atol=tol * max(1.0, float(c.abs().max())), rtol=0)
+    torch.set_num_threads(threads_before)
+
+
+def test_gates_built_inside_the_circuit_gradcheck():
+    from qcreep.sim.circuits import reupload_features_su
+
+    x = torch.randn(4, 16, dtype=F64, requires_grad=True)
+    theta = torch.randn(2, 15, dtype=F64, requires_grad=True)
+    psi0 = plus_state(2, (4,), dtype=C128).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b, c: reupload_features_su(a, 2, b, c, 0.3), (x, theta, psi0))
+    # degenerate data Hamiltonians and a zero generator (repeated eigenvalues on both sides)
+    zeros = torch.zeros(3, 16, dtype=F64, requires_grad=True)
+    still = torch.zeros(2, 15, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: reupload_features_su(a, 2, b, plus_state(2, (3,), dtype=C128), 0.3),
+                                    (zeros, still))
+
+
+def test_gates_built_inside_the_circuit_under_vmap_and_bad_input(two_threads):
+    from qcreep.sim.circuits import reupload_features_su
+
+    x = torch.randn(3, 5, 14, dtype=F64)
+    theta = torch.randn(3, 2, 15, dtype=F64, requires_grad=True)
+    psi0 = plus_state(2, (5,), dtype=C128)
+    states = vmap(lambda v, th: reupload_features_su(v, 2, th, psi0, 0.5))(x, theta)
+    for k in range(3):
+        assert torch.allclose(states[k], reupload_features(x[k], 2, special_unitary(theta[k]), psi0, 0.5), atol=1e-12)
+    (g,) = torch.autograd.grad(states.real.sum(), theta)
+    for k in range(3):
+        (ref,) = torch.autograd.grad(reupload_features(x[k], 2, special_unitary(theta[k]), psi0, 0.5).real.sum(),
+                                     theta)
+        assert torch.allclose(g[k], ref[k], atol=1e-10)
+    with pytest.raises(QcreepError, match="theta must be real"):
+        reupload_features_su(x[0], 2, theta[0].to(C128), psi0, 0.5)
+    with pytest.raises(QcreepError, match="theta must be real"):
+        reupload_features_su(x[0], 2, torch.randn(2, 14, dtype=F64), psi0, 0.5)
+
+
+def test_scratch_buffers_are_per_thread_and_never_returned(two_threads):
+    from qcreep.sim.circuits import _scratch
+
+    like = torch.zeros(1)
+    a = _scratch("t", (4, 4), like)
+    assert _scratch("t", (2, 3), like).data_ptr() == a.data_ptr()  # reused
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(_scratch("t", (4, 4), like).data_ptr()))
+    thread.start()
+    thread.join()
+    assert seen[0] != a.data_ptr()
+    # the gradients returned own their memory: a second backward does not change the first
+    x = torch.randn(6, 16, dtype=F64, requires_grad=True)
+    gates = special_unitary(torch.randn(2, 15, dtype=F64))
+    psi0 = plus_state(2, (6,), dtype=C128)
+    (g1,) = torch.autograd.grad(reupload_features(x, 2, gates, psi0, 0.5).real.sum(), x)
+    kept = g1.clone()
+    torch.autograd.grad(reupload_features(2 * x, 2, gates, psi0, 0.5).imag.sum(), x)
+    assert torch.equal(g1, kept)
+
+
 # ----------------------------------------------------------------------------- vmap over stacked models
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -22,7 +23,7 @@ from qcreep.sim import (
     symmetric_embedding_matrix,
     unitarity_error,
 )
-from qcreep.sim.circuits import Prefetch, reupload_features
+from qcreep.sim.circuits import Prefetch, reupload_features, reupload_features_su
 from qcreep.sim.paulis import MAX_QUBITS, pauli_sum
 from qcreep.sim.solvers import check_solver, resolve_solver
 
@@ -182,7 +183,11 @@ class DataReUploadingLinear(nn.Module):
             # on CPU the eigendecompositions of the data start in the worker threads while this
             # thread builds the gates
             prefetch = Prefetch.start(x, self.n_qubits, solver)
-            if prefetch is None:
+            if solver == "eigh" and not self.theta.is_complex():
+                # the gates are built inside the circuit, and their backward pass overlaps the data's
+                with parallel.one_thread() if prefetch is not None else contextlib.nullcontext():
+                    psi = reupload_features_su(x, self.n_qubits, self.theta, psi, 1.0 / self.n_reps, prefetch)
+            elif prefetch is None:
                 gates = self.trainable_unitaries()
                 psi = reupload_features(x, self.n_qubits, gates, psi, 1.0 / self.n_reps, solver)
             else:

@@ -42,13 +42,16 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import Future
 
 import torch
 
 from qcreep.errors import QcreepError
 from qcreep.sim import parallel
+from qcreep.sim.paulis import pauli_sum
 from qcreep.sim.solvers import expi_cos_sin, resolve_solver
 from qcreep.sim.states import symmetric_embedding_matrix
+from qcreep.sim.unitary import expi_backward, expi_eigh
 
 
 def _planar(state: torch.Tensor) -> torch.Tensor:
@@ -63,6 +66,20 @@ def _gate_matrices(gates: torch.Tensor) -> torch.Tensor:
     """
     ur, ui = gates.real.mT, gates.imag.mT
     return torch.cat((torch.cat((ur, ui), -1), torch.cat((-ui, ur), -1)), -2)
+
+
+def _gate_matrices_no_grad(gates: torch.Tensor) -> torch.Tensor:
+    """:func:`_gate_matrices` written block by block into one tensor (no autograd, no concatenations)."""
+    if parallel.transforms_active():
+        return _gate_matrices(gates)
+    n = gates.shape[-1]
+    out = gates.real.new_empty(*gates.shape[:-2], 2 * n, 2 * n)
+    ur, ui = gates.real.mT, gates.imag.mT
+    out[..., :n, :n] = ur
+    out[..., n:, n:] = ur
+    out[..., :n, n:] = ui
+    torch.neg(ui, out=out[..., n:, :n])
+    return out
 
 
 def _apply_gate(rows: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
@@ -184,7 +201,7 @@ def _eigh_forward(data, gm, rows, t, n_qubits, decomposition=None):
     betas, chis = [], []
     for r in range(gm.shape[-3]):
         beta = rows @ vecs  # V^T psi, as rows
-        rotated = beta * cos + beta.flip(-2) * sign_sin  # phases exp(i t lambda)
+        rotated = torch.addcmul(beta * cos, beta.flip(-2), sign_sin)  # phases exp(i t lambda)
         chi = rotated @ vecs.mT  # back to the input basis: E psi
         rows = _apply_gate(chi, gm[..., r, :, :])
         betas.append(beta)
@@ -193,14 +210,26 @@ def _eigh_forward(data, gm, rows, t, n_qubits, decomposition=None):
 
 
 def _eigh_backward(grad, lam, vecs, betas, gm, t, need_data, out_data, need_rows0=True):
-    """One chunk: reverse pass; gradients at the gate outputs, at ``psi_0``, and at ``H`` or the features.
+    """One chunk: reverse pass; gradients at ``H`` or the features, at ``psi_0``, and at the gate outputs.
 
     ``out_data`` is ``None`` (a fresh ``dL/dH`` is returned) or the tensor to write into: ``dL/dH``
     of shape ``(..., B, N, N)``, or ``dL/dx`` of shape ``(..., B, F)`` for features ``x``, which is
     ``dL/dH`` read at the first ``F`` entries (``dL/dH`` is symmetric by construction, so its
     symmetric part, which the embedding ``(X + X^T) / 2`` takes, is itself). Without
-    ``need_rows0`` the last rotation back to the input basis (which only ``dL/dpsi_0`` needs) is
-    skipped and the gradient at ``psi_0`` returned is ``None``.
+    ``need_rows0`` the gradient at ``psi_0`` returned is ``None``.
+    """
+    gouts, gammas, grad_rows0 = _eigh_reverse(grad, lam, vecs, gm, t, need_rows0)
+    grad_h = _data_gradient(lam, vecs, betas, gammas, t, out_data) if need_data else out_data
+    return grad_h, grad_rows0, gouts
+
+
+def _eigh_reverse(grad, lam, vecs, gm, t, need_rows0=True):
+    """The circuit run backwards with the adjoint gates: ``(gouts, gammas, dL/dpsi_0)``.
+
+    ``gouts``: ``(..., B, R, 2N)`` gradients at the gate outputs; ``gammas``: ``(..., B, R, 2, N)``
+    the gradients leaving each data unitary, in its eigenbasis (``V^T g_r``), in circuit order.
+    Without ``need_rows0`` the last rotation back to the input basis, which only ``dL/dpsi_0``
+    needs, is skipped and ``None`` returned for it.
     """
     angle = t * lam
     cos, sin = torch.cos(angle)[..., None, :], torch.sin(angle)[..., None, :]
@@ -215,12 +244,7 @@ def _eigh_backward(grad, lam, vecs, betas, gm, t, need_data, out_data, need_rows
             grad = torch.addcmul(gamma * cos, gamma.flip(-2), sign_sin) @ vecs.mT  # E^dagger g
         else:
             grad = None
-    gouts = torch.stack(gouts[::-1], -2)
-    if not need_data:
-        return out_data, grad, gouts
-    gammas = torch.stack(gammas[::-1], -3)  # (..., B, R, 2, N), circuit order
-    grad_h = _data_gradient(lam, vecs, betas, gammas, t, out_data)
-    return grad_h, grad, gouts
+    return torch.stack(gouts[::-1], -2), torch.stack(gammas[::-1], -3), grad
 
 
 def _data_gradient(lam, vecs, betas, gammas, t, out_data):
@@ -278,15 +302,34 @@ def _data_gradient(lam, vecs, betas, gammas, t, out_data):
     return out_data
 
 
+def _gate_matrix_gradient(grad_gm: torch.Tensor) -> torch.Tensor:
+    """``dL/dU`` (complex, ``dL/dRe U + i dL/dIm U``) from the gradient of :func:`_gate_matrices`."""
+    n = grad_gm.shape[-1] // 2
+    g11, g12 = grad_gm[..., :n, :n], grad_gm[..., :n, n:]
+    g21, g22 = grad_gm[..., n:, :n], grad_gm[..., n:, n:]
+    return torch.complex((g11 + g22).mT, (g12 - g21).mT)
+
+
 class _EighCircuit(torch.autograd.Function):
-    """``(data, gm, rows0, t, n_qubits) -> (rows, *saved)``, ``saved`` per chunk: ``lam, vecs, betas, chis``.
+    """``(data, gates, rows0, t, n_qubits, prefetch, generators) -> (rows, *saved)``.
+
+    ``saved`` per chunk: ``lam, vecs, betas, chis``; then, with ``generators``, the gate matrices
+    and the gates' eigendecompositions.
 
     ``data`` is ``H`` (``n_qubits`` None) or features ``(..., B, F)`` embedded as ``(X + X^T) / 2``
     inside each chunk, so that the embedding and its adjoint run on all cores with the rest.
+
+    ``gates`` is ``gm``, the real gate matrices of :func:`_gate_matrices` (``generators`` false),
+    or (``generators`` true) the Hermitian generators ``G_r`` of the gates ``U_r = exp(i G_r)``,
+    ``(..., R, N, N)`` complex. Then the gates are built here, ``G_r = W diag(mu) W^dagger``,
+    ``U_r = W diag(exp(i mu)) W^dagger``, and the backward pass takes ``dL/dG_r`` through the
+    Daleckii-Krein form (:func:`qcreep.sim.unitary.expi_backward`) in the calling thread while
+    the workers compute ``dL/dH``: the gates' gradient is ready as soon as the reverse pass of
+    every chunk is done, before the gradient of the data, which costs most.
     """
 
     @staticmethod
-    def forward(data, gm, rows0, t, n_qubits, prefetch=None):
+    def forward(data, gates, rows0, t, n_qubits, prefetch=None, generators=False):
         bdim = rows0.dim() - 3
         rows = rows0.shape[bdim]
         if prefetch is not None:
@@ -294,27 +337,40 @@ class _EighCircuit(torch.autograd.Function):
             index = {start: k for k, (start, _) in enumerate(prefetch.handle.bounds)}
         else:
             chunks = parallel.workers_for(rows0, rows)
-
-        def run(start, stop):
-            decomposition = prefetch.handle.result(index[start]) if prefetch is not None else None
-            return _eigh_forward(data.narrow(bdim, start, stop - start), gm,
-                                 rows0.narrow(bdim, start, stop - start), t, n_qubits, decomposition)
-
         try:
+            extra = ()
+            if generators:
+                # in this thread, while the workers decompose the data (with a prefetch)
+                unitaries, glam, gvecs = expi_eigh(gates, 1.0)
+                gm = _gate_matrices_no_grad(unitaries)
+                extra = (gm, glam, gvecs)
+            else:
+                gm = gates
+
+            def run(start, stop):
+                decomposition = prefetch.handle.result(index[start]) if prefetch is not None else None
+                return _eigh_forward(data.narrow(bdim, start, stop - start), gm,
+                                     rows0.narrow(bdim, start, stop - start), t, n_qubits, decomposition)
+
             parts = parallel.run_chunks(run, rows, chunks)
         finally:
             if prefetch is not None:
                 prefetch.handle.finish()
         out = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts], bdim)
-        return (out, *(x for p in parts for x in p[1:]))
+        return (out, *(x for p in parts for x in p[1:]), *extra)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        data, gm, rows0, t, n_qubits, _ = inputs
+        data, gates, rows0, t, n_qubits, _, generators = inputs
         saved = output[1:]
         ctx.mark_non_differentiable(*saved)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(gm, *saved)
+        if generators:
+            gm, glam, gvecs = saved[-3:]
+            ctx.save_for_backward(gm, glam, gvecs, *saved[:-3])
+        else:
+            ctx.save_for_backward(gates, gates, gates, *saved)  # placeholders for the gates' eigh
+        ctx.generators = generators
         ctx.t = t
         ctx.bdim = rows0.dim() - 3
         ctx.data_shape = data.shape
@@ -324,16 +380,16 @@ class _EighCircuit(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad, *_):
         if grad is None:
-            return None, None, None, None, None, None
-        if len(ctx.saved_tensors) > 5:  # several chunks: the workers run them
+            return None, None, None, None, None, None, None
+        if len(ctx.saved_tensors) > 7:  # several chunks: the workers run them
             with parallel.one_thread():
                 return _EighCircuit._backward(ctx, grad)
         return _EighCircuit._backward(ctx, grad)
 
     @staticmethod
     def _backward(ctx, grad):
-        gm, *saved = ctx.saved_tensors
-        need_data, need_gm, need_rows0 = ctx.needs_input_grad[:3]
+        gm, glam, gvecs, *saved = ctx.saved_tensors
+        need_data, need_gates, need_rows0 = ctx.needs_input_grad[:3]
         t, bdim = ctx.t, ctx.bdim
         chunks = [saved[i:i + 4] for i in range(0, len(saved), 4)]
         sizes = [c[0].shape[bdim] for c in chunks]
@@ -342,20 +398,43 @@ class _EighCircuit(torch.autograd.Function):
         # under torch.func transforms, where the gradients are returned and concatenated
         direct = need_data and not parallel.transforms_active()
         grad_data = grad.new_empty(ctx.data_shape) if direct else None
+        # each chunk's part of dL/dgm, handed over as soon as its reverse pass is done
+        gm_parts = [Future() for _ in chunks]
 
         def run(k):
             lam, vecs, betas, chis = chunks[k]
             g = grad.narrow(bdim, starts[k], sizes[k])
             out = grad_data.narrow(bdim, starts[k], sizes[k]) if direct else None
-            data, rows0, gouts = _eigh_backward(g, lam, vecs, betas, gm, t, need_data, out, need_rows0)
-            # this chunk's part of sum over the batch of chi_r^T g_r, for every r at once
-            part_gm = chis.movedim(-2, -3).mT @ gouts.movedim(-2, -3) if need_gm else None
-            return data, rows0, part_gm
+            try:
+                gouts, gammas, rows0 = _eigh_reverse(g, lam, vecs, gm, t, need_rows0)
+                # sum over the chunk's batch of chi_r^T g_r, for every r at once
+                gm_parts[k].set_result(chis.movedim(-2, -3).mT @ gouts.movedim(-2, -3) if need_gates else None)
+            except BaseException as error:
+                gm_parts[k].set_exception(error)
+                raise
+            del gouts
+            data = _data_gradient(lam, vecs, betas, gammas, t, out) if need_data else None
+            return data, rows0
 
-        if len(chunks) == 1:
-            parts = [run(0)]
-        else:
-            parts = parallel.run_chunks(lambda a, b: run(a), len(chunks), len(chunks))
+        threaded = len(chunks) > 1 and parallel.threads_allowed()
+        handle = parallel.submit_chunks(lambda a, b: run(a), [(k, k + 1) for k in range(len(chunks))]) \
+            if threaded else None
+        try:
+            parts = None if threaded else [run(k) for k in range(len(chunks))]
+            grad_gates = None
+            if need_gates:
+                grad_gates = gm_parts[0].result()
+                for part in gm_parts[1:]:
+                    grad_gates = grad_gates + part.result()
+                if ctx.generators:  # dL/dG through the gates' eigendecompositions, meanwhile
+                    grad_gates = expi_backward(glam, gvecs, _gate_matrix_gradient(grad_gates), 1.0, False)
+            if threaded:
+                parts = [handle.result(k) for k in range(len(chunks))]
+        finally:
+            if threaded:
+                for k in range(len(chunks)):  # let every chunk finish before leaving
+                    handle.futures[k].exception()
+                handle.finish()
         if need_data and not direct:
             grad_data = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts], bdim)
             if ctx.features:  # dL/dx: the first F entries of the symmetric dL/dH
@@ -363,17 +442,12 @@ class _EighCircuit(torch.autograd.Function):
         grad_rows0 = None
         if need_rows0:
             grad_rows0 = parts[0][1] if len(parts) == 1 else torch.cat([p[1] for p in parts], bdim)
-        grad_gm = None
-        if need_gm:
-            grad_gm = parts[0][2]
-            for p in parts[1:]:
-                grad_gm = grad_gm + p[2]
-        return (grad_data if need_data else None), grad_gm, grad_rows0, None, None, None
+        return (grad_data if need_data else None), grad_gates, grad_rows0, None, None, None, None
 
     @staticmethod
-    def vmap(info, in_dims, data, gm, rows0, t, n_qubits, prefetch=None):
-        data, gm, rows0 = _expand_front((data, gm, rows0), in_dims[:3], info.batch_size)
-        out = _EighCircuit.apply(data, gm, rows0, t, n_qubits, None)
+    def vmap(info, in_dims, data, gates, rows0, t, n_qubits, prefetch=None, generators=False):
+        data, gates, rows0 = _expand_front((data, gates, rows0), in_dims[:3], info.batch_size)
+        out = _EighCircuit.apply(data, gates, rows0, t, n_qubits, None, generators)
         return out, (0,) * len(out)
 
 
@@ -478,7 +552,7 @@ def reupload_circuit(h: torch.Tensor, gates: torch.Tensor, psi0: torch.Tensor, t
         cos, sin = expi_cos_sin(h, float(t))
         rows = _ProductCircuit.apply(cos, sin, gm, rows0)[0]
     else:
-        rows = _EighCircuit.apply(h, gm, rows0, float(t), None, None)[0]
+        rows = _EighCircuit.apply(h, gm, rows0, float(t), None, None, False)[0]
     return torch.complex(rows[..., 0, :], rows[..., 1, :])
 
 
@@ -519,5 +593,52 @@ def reupload_features(x: torch.Tensor, n_qubits: int, gates: torch.Tensor, psi0:
         raise QcreepError(f"psi0 must be complex with shape {(x.shape[0], dim)}, got {tuple(psi0.shape)} {psi0.dtype}")
     if prefetch is not None and not prefetch.matches(x, n_qubits):
         raise QcreepError("prefetch was started for other features")
-    rows = _EighCircuit.apply(x, _gate_matrices(gates), _planar(psi0), float(t), n_qubits, prefetch)[0]
+    rows = _EighCircuit.apply(x, _gate_matrices(gates), _planar(psi0), float(t), n_qubits, prefetch, False)[0]
+    return torch.complex(rows[..., 0, :], rows[..., 1, :])
+
+
+def reupload_features_su(x: torch.Tensor, n_qubits: int, theta: torch.Tensor, psi0: torch.Tensor, t: float,
+                         prefetch: Prefetch | None = None) -> torch.Tensor:
+    r""":func:`reupload_features` with ``"eigh"`` and the gates ``U_r = SU(theta_r) = exp(i G_r)``,
+    ``G_r = sum_k theta_rk P_k``, built inside the circuit.
+
+    The same states as ``reupload_features(x, n_qubits, special_unitary(theta), psi0, t)``. The
+    gates are decomposed once, ``G_r = W_r diag(mu_r) W_r^dagger``, in the calling thread (while the
+    workers decompose the data, with a prefetch), and their backward pass,
+
+        dL/dG_r = P(W_r [(W_r^dagger (dL/dU_r) W_r) o conj(F_r)] W_r^dagger),
+        (F_r)_ij = (e^{i mu_i} - e^{i mu_j}) / (mu_i - mu_j),
+
+    (``P`` the projection onto Hermitian matrices) runs in the calling thread while the workers
+    compute the gradient of the data, instead of after it.
+
+    Args:
+        x: ``(B, F)`` real features, ``F <= 4**n_qubits``.
+        n_qubits: register size; ``N = 2**n_qubits``.
+        theta: ``(R, 4**n_qubits - 1)`` real angles of the gates.
+        psi0: ``(B, N)`` complex initial states.
+        t: time of each data unitary.
+        prefetch: as in :func:`reupload_features`.
+
+    Example:
+        >>> import torch
+        >>> from qcreep.sim import plus_state, special_unitary
+        >>> x = torch.randn(3, 14, dtype=torch.float64)
+        >>> theta = torch.randn(2, 15, dtype=torch.float64)
+        >>> psi0 = plus_state(2, (3,), dtype=torch.complex128)
+        >>> a = reupload_features_su(x, 2, theta, psi0, 0.5)
+        >>> b = reupload_features(x, 2, special_unitary(theta), psi0, 0.5)
+        >>> bool(torch.allclose(a, b, atol=1e-12))
+        True
+    """
+    dim = 2**n_qubits
+    if x.is_complex() or x.dim() != 2 or x.shape[-1] > dim * dim:
+        raise QcreepError(f"x must be real with shape (B, F), F <= {dim * dim}, got {tuple(x.shape)} {x.dtype}")
+    if theta.is_complex() or theta.dim() != 2 or theta.shape[-1] != dim * dim - 1:
+        raise QcreepError(f"theta must be real with shape (R, {dim * dim - 1}), got {tuple(theta.shape)} {theta.dtype}")
+    if psi0.shape != (x.shape[0], dim) or not psi0.is_complex():
+        raise QcreepError(f"psi0 must be complex with shape {(x.shape[0], dim)}, got {tuple(psi0.shape)} {psi0.dtype}")
+    if prefetch is not None and not prefetch.matches(x, n_qubits):
+        raise QcreepError("prefetch was started for other features")
+    rows = _EighCircuit.apply(x, pauli_sum(theta), _planar(psi0), float(t), n_qubits, prefetch, True)[0]
     return torch.complex(rows[..., 0, :], rows[..., 1, :])

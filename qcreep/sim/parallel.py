@@ -113,13 +113,15 @@ def inline():
         _LOCAL.inline = before
 
 
-def _threads_allowed() -> bool:
+def threads_allowed() -> bool:
+    """Whether this thread may hand chunks to the workers (not inside a worker, under :func:`inline`
+    or a torch.func transform)."""
     return not (getattr(_LOCAL, "worker", False) or getattr(_LOCAL, "inline", False) or transforms_active())
 
 
 def workers_for(tensor: torch.Tensor, rows: int) -> int:
     """How many chunks to cut ``rows`` independent rows into (1: run in the calling thread)."""
-    if tensor.device.type != "cpu" or not _threads_allowed():
+    if tensor.device.type != "cpu" or not threads_allowed():
         return 1
     cores = os.cpu_count() or 1
     return max(1, min(torch.get_num_threads(), cores, rows // MIN_ROWS_PER_CHUNK))
@@ -143,7 +145,7 @@ def run_chunks(fn: Callable[[int, int], object], rows: int, chunks: int) -> list
     worker or a torch.func transform the chunks run one after another in the calling thread.
     """
     bounds = chunk_bounds(rows, chunks)
-    if chunks <= 1 or not _threads_allowed():
+    if chunks <= 1 or not threads_allowed():
         return [fn(start, stop) for start, stop in bounds]
     handle = submit_chunks(fn, bounds)
     try:

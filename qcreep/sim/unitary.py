@@ -39,6 +39,29 @@ def _divided_differences(lam: torch.Tensor, t: float) -> torch.Tensor:
     return (1j * t) * phase * sinc.to(phase.dtype)
 
 
+def expi_backward(lam: torch.Tensor, vecs: torch.Tensor, grad_out: torch.Tensor, t: float,
+                  real_input: bool) -> torch.Tensor:
+    """``dL/dH`` from ``dL/dU`` for ``U = exp(i t H)``, ``H = V diag(lam) V^dagger`` (Daleckii-Krein).
+
+    ``dL/dH = P(V [(V^dagger G V) o conj(F)] V^dagger)`` with ``G = dL/dU`` and ``F`` the divided
+    differences above; ``P`` projects onto Hermitian matrices (``(A + A^dagger) / 2``), and onto real
+    symmetric ones (the real part) for a real ``H``.
+    """
+    f = _divided_differences(lam, t)
+    vecs_c = vecs.to(f.dtype)
+    k = vecs_c.mH @ grad_out @ vecs_c
+    grad = vecs_c @ (k * f.conj()) @ vecs_c.mH
+    # Only Hermitian perturbations of H are meaningful: project onto them.
+    grad = 0.5 * (grad + grad.mH)
+    # The gradient with respect to a real input is the real part, taken explicitly.
+    return grad.real if real_input else grad
+
+
+def expi_eigh(h: torch.Tensor, t: float):
+    """``(exp(i t H), lam, V)`` for Hermitian ``H = V diag(lam) V^dagger``, in the calling thread (no autograd)."""
+    return _expi_chunk(h, t)
+
+
 def _expi_chunk(h: torch.Tensor, t: float):
     lam, vecs = torch.linalg.eigh(h)
     phases = torch.polar(torch.ones_like(lam), t * lam)
@@ -76,14 +99,7 @@ class _ExpIHermitian(torch.autograd.Function):
         t, real_input = ctx.t, ctx.real_input
 
         def chunk(lam, vecs, grad_out):
-            f = _divided_differences(lam, t)
-            vecs_c = vecs.to(f.dtype)
-            k = vecs_c.mH @ grad_out @ vecs_c
-            grad = vecs_c @ (k * f.conj()) @ vecs_c.mH
-            # Only Hermitian perturbations of H are meaningful: project onto them.
-            grad = 0.5 * (grad + grad.mH)
-            # The gradient with respect to a real input is the real part, taken explicitly.
-            return (grad.real if real_input else grad,)
+            return (expi_backward(lam, vecs, grad_out, t, real_input),)
 
         if lam.dim() >= 2:
             lead = lam.shape[:-1]
