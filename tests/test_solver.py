@@ -368,6 +368,33 @@ def test_gates_built_inside_the_circuit_equal_special_unitary_gates():
     torch.set_num_threads(threads_before)
 
 
+def test_several_chunks_per_worker_equal_one_thread(two_threads):
+    """A batch cut into more chunks than workers (the reverse passes, then the chunks of dL/dx, with
+    the gates' gradient taken in between): the same values as one thread, for every subset of
+    inputs that need a gradient."""
+    from qcreep.sim.circuits import _circuit_chunks, reupload_features_su
+
+    x = torch.randn(70, 16, dtype=F64)
+    assert _circuit_chunks(x, 70) == 4
+    theta = torch.randn(2, 15, dtype=F64)
+    psi0 = plus_state(2, (70,), dtype=C128)
+    for need in ((True, True, True), (False, True, False), (True, False, False), (False, False, True)):
+        results = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            inputs = [v.clone().requires_grad_(r) for v, r in zip((x, theta, psi0), need)]
+            fresh = reupload_features_su(inputs[0], 2, inputs[1], inputs[2], 0.3)
+            old = reupload_features(inputs[0], 2, special_unitary(inputs[1]), inputs[2], 0.3)
+            wanted = [v for v in inputs if v.requires_grad]
+            results.append((fresh.detach(), *torch.autograd.grad(fresh.real.square().sum(), wanted),
+                            *torch.autograd.grad(old.real.square().sum(), wanted)))
+        for a, b in zip(*results):
+            assert torch.allclose(a, b, atol=1e-12, rtol=0)
+        half = (len(results[0]) - 1) // 2
+        for a, b in zip(results[1][1:1 + half], results[1][1 + half:]):
+            assert torch.allclose(a, b, atol=1e-12, rtol=0)
+
+
 def test_gates_built_inside_the_circuit_gradcheck():
     from qcreep.sim.circuits import reupload_features_su
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import Future
 
 import torch
 
@@ -147,6 +146,22 @@ def _doubled_embedding(x: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.add(padded, padded.mT, out=_scratch("doubled", (*lead, dim, dim), x))
 
 
+# The circuit's batch is cut into up to this many chunks per worker thread, of at least
+# _MIN_ROWS_PER_TASK rows: the workers take the chunks one after another, so that they finish
+# together although the calling thread takes a core from them at times (building the gates,
+# and their backward pass).
+_TASKS_PER_WORKER = 2
+_MIN_ROWS_PER_TASK = 16
+
+
+def _circuit_chunks(tensor: torch.Tensor, rows: int) -> int:
+    """How many chunks the eigh circuit cuts ``rows`` samples into (1: run in the calling thread)."""
+    workers = parallel.workers_for(tensor, rows)
+    if workers <= 1:
+        return workers
+    return max(workers, min(workers * _TASKS_PER_WORKER, rows // _MIN_ROWS_PER_TASK))
+
+
 def _decompose(data, n_qubits):
     """``eigh`` of ``H``, or of the embedding of features (``n_qubits`` given)."""
     if n_qubits is None:
@@ -180,7 +195,7 @@ class Prefetch:
         """Start the decompositions of ``x`` ``(B, F)``, or return ``None`` where they would run inline."""
         if x.dim() != 2 or resolve_solver(solver, x.device) != "eigh":
             return None
-        chunks = parallel.workers_for(x, x.shape[0])
+        chunks = _circuit_chunks(x, x.shape[0])
         return cls(x.detach(), n_qubits, chunks) if chunks > 1 else None
 
     def matches(self, x: torch.Tensor, n_qubits: int) -> bool:
@@ -336,7 +351,7 @@ class _EighCircuit(torch.autograd.Function):
             chunks = len(prefetch.handle.bounds)
             index = {start: k for k, (start, _) in enumerate(prefetch.handle.bounds)}
         else:
-            chunks = parallel.workers_for(rows0, rows)
+            chunks = _circuit_chunks(rows0, rows)
         try:
             extra = ()
             if generators:
@@ -398,43 +413,52 @@ class _EighCircuit(torch.autograd.Function):
         # under torch.func transforms, where the gradients are returned and concatenated
         direct = need_data and not parallel.transforms_active()
         grad_data = grad.new_empty(ctx.data_shape) if direct else None
-        # each chunk's part of dL/dgm, handed over as soon as its reverse pass is done
-        gm_parts = [Future() for _ in chunks]
 
-        def run(k):
-            lam, vecs, betas, chis = chunks[k]
-            g = grad.narrow(bdim, starts[k], sizes[k])
+        def reverse(k):
+            """Chunk ``k``'s reverse pass: its part of dL/dgm, its gammas, its dL/dpsi_0."""
+            lam, vecs, _, chis = chunks[k]
+            gouts, gammas, rows0 = _eigh_reverse(grad.narrow(bdim, starts[k], sizes[k]), lam, vecs, gm, t, need_rows0)
+            # sum over the chunk's batch of chi_r^T g_r, for every r at once
+            part = chis.movedim(-2, -3).mT @ gouts.movedim(-2, -3) if need_gates else None
+            return part, gammas, rows0
+
+        def data(k, gammas):
+            lam, vecs, betas, _ = chunks[k]
             out = grad_data.narrow(bdim, starts[k], sizes[k]) if direct else None
-            try:
-                gouts, gammas, rows0 = _eigh_reverse(g, lam, vecs, gm, t, need_rows0)
-                # sum over the chunk's batch of chi_r^T g_r, for every r at once
-                gm_parts[k].set_result(chis.movedim(-2, -3).mT @ gouts.movedim(-2, -3) if need_gates else None)
-            except BaseException as error:
-                gm_parts[k].set_exception(error)
-                raise
-            del gouts
-            data = _data_gradient(lam, vecs, betas, gammas, t, out) if need_data else None
-            return data, rows0
+            return _data_gradient(lam, vecs, betas, gammas, t, out)
 
-        threaded = len(chunks) > 1 and parallel.threads_allowed()
-        handle = parallel.submit_chunks(lambda a, b: run(a), [(k, k + 1) for k in range(len(chunks))]) \
-            if threaded else None
-        try:
-            parts = None if threaded else [run(k) for k in range(len(chunks))]
-            grad_gates = None
-            if need_gates:
-                grad_gates = gm_parts[0].result()
-                for part in gm_parts[1:]:
-                    grad_gates = grad_gates + part.result()
-                if ctx.generators:  # dL/dG through the gates' eigendecompositions, meanwhile
-                    grad_gates = expi_backward(glam, gvecs, _gate_matrix_gradient(grad_gates), 1.0, False)
-            if threaded:
-                parts = [handle.result(k) for k in range(len(chunks))]
-        finally:
-            if threaded:
-                for k in range(len(chunks)):  # let every chunk finish before leaving
-                    handle.futures[k].exception()
-                handle.finish()
+        def gates(parts):
+            if not need_gates:
+                return None
+            total = parts[0]
+            for part in parts[1:]:
+                total = total.add_(part) if not parallel.transforms_active() else total + part
+            if ctx.generators:  # dL/dG through the gates' eigendecompositions
+                return expi_backward(glam, gvecs, _gate_matrix_gradient(total), 1.0, False)
+            return total
+
+        bounds = [(k, k + 1) for k in range(len(chunks))]
+        if len(chunks) > 1 and parallel.threads_allowed():
+            # the workers run every reverse pass, then every chunk of dL/dH; this thread takes the
+            # gates' gradient through their eigendecompositions as soon as the reverse passes are done
+            reversed_ = parallel.submit_chunks(lambda a, b: reverse(a), bounds)
+            datas = parallel.submit_chunks(lambda a, b: data(a, reversed_.result(a)[1]), bounds) \
+                if need_data else None
+            try:
+                rev = [reversed_.result(k) for k in range(len(chunks))]
+                grad_gates = gates([r[0] for r in rev])
+                grad_datas = [datas.result(k) for k in range(len(chunks))] if need_data else None
+            finally:
+                for handle in (reversed_, datas):
+                    if handle is not None:
+                        for future in handle.futures:  # let every chunk finish before leaving
+                            future.exception()
+                        handle.finish()
+        else:
+            rev = [reverse(k) for k in range(len(chunks))]
+            grad_datas = [data(k, rev[k][1]) for k in range(len(chunks))] if need_data else None
+            grad_gates = gates([r[0] for r in rev])
+        parts = [(grad_datas[k] if need_data else None, rev[k][2]) for k in range(len(chunks))]
         if need_data and not direct:
             grad_data = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts], bdim)
             if ctx.features:  # dL/dx: the first F entries of the symmetric dL/dH
