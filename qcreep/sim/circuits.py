@@ -23,7 +23,15 @@ data unitary is computed once per sample and reused for all ``R`` re-uploads, by
     phases fold into the vectors, the sum over ``r`` is one real product of rank ``4R``
     (symmetrised), and only a real ``sin(x) / x`` is evaluated per matrix entry, finite at repeated
     eigenvalues. Two products with ``V`` return it to the input basis. On CPU the batch is cut
-    into chunks that run on all cores (:mod:`qcreep.sim.parallel`), forward and backward.
+    into chunks that run on all cores (:mod:`qcreep.sim.parallel`), forward and backward; the
+    backward runs every chunk's reverse pass first, then every chunk's ``dL/dH``. The large
+    temporaries of ``dL/dH`` and of the embedding live in per-thread scratch buffers (fresh
+    tensors of a few MiB cost page faults on every call).
+
+    :func:`reupload_features_su` builds the gates ``U_r = exp(i G_r)`` from their Hermitian
+    generators inside the same autograd function (``G_r = W diag(mu) W^dagger``): the calling thread
+    decomposes them while the workers decompose the data, and takes ``dL/dG_r`` (Daleckii-Krein,
+    :func:`qcreep.sim.unitary.expi_backward`) while the workers compute ``dL/dH``.
 
 ``"expm"``
     ``E = cos(tH) + i sin(tH)`` from real matrix products only
