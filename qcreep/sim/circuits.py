@@ -111,9 +111,12 @@ def _expand_front(args, in_dims, size):
 # Per-thread scratch buffers for the large temporaries of one chunk. A fresh tensor of a few MiB
 # costs page faults on every call on CPU (its pages are returned to the system when it is freed),
 # which here cost as much as the arithmetic written into it; buffers reused across calls do not.
-# Only temporaries live here: nothing returned to a caller or saved for the backward pass.
+# Only temporaries live here: nothing returned to a caller or saved for the backward pass. Five
+# names are used (three of (N, N) matrices per sample, shared by the embedding in the forward pass
+# and dL/dH in the backward pass, which a thread never runs at once), so a thread keeps at most
+# 3 x 16 MiB of them in float32 (32 MiB each in float64).
 _SCRATCH = threading.local()
-_SCRATCH_MAX_ELEMENTS = 1 << 24  # larger temporaries are allocated fresh (64 MiB in float32)
+_SCRATCH_MAX_ELEMENTS = 1 << 22  # larger temporaries are allocated fresh (16 MiB in float32)
 
 
 def _scratch(name: str, shape, like: torch.Tensor) -> torch.Tensor:
@@ -147,11 +150,11 @@ def _doubled_embedding(x: torch.Tensor, dim: int) -> torch.Tensor:
         padded[..., :features] = x
         padded = padded.view(*lead, dim, dim)
         return padded + padded.mT
-    padded = _scratch("padded", (*lead, dim * dim), x)
+    padded = _scratch("gaps", (*lead, dim * dim), x)
     padded[..., :features] = x
     padded[..., features:] = 0
     padded = padded.view(*lead, dim, dim)
-    return torch.add(padded, padded.mT, out=_scratch("doubled", (*lead, dim, dim), x))
+    return torch.add(padded, padded.mT, out=_scratch("weights", (*lead, dim, dim), x))
 
 
 # The circuit's batch is cut into up to this many chunks per worker thread, of at least
@@ -311,11 +314,11 @@ def _data_gradient(lam, vecs, betas, gammas, t, out_data):
         # dL/dx: the first F entries of dL/dH, i.e. its first ceil(F / N) rows, V[:rows] W V^T
         features = out_data.shape[-1]
         rows = -(-features // n)
-        partial = torch.matmul(vecs[..., :rows, :], weights, out=_scratch("partial", (*lead, rows, n), lam))
+        partial = torch.matmul(vecs[..., :rows, :], weights, out=_scratch("gaps", (*lead, rows, n), lam))
         if features == rows * n and out_data.is_contiguous():
             torch.matmul(partial, vecs.mT, out=out_data.view(*lead, rows, n))
         else:
-            full = torch.matmul(partial, vecs.mT, out=_scratch("rows", (*lead, rows, n), lam))
+            full = torch.matmul(partial, vecs.mT, out=_scratch("sinc", (*lead, rows, n), lam))
             out_data.copy_(full.flatten(-2)[..., :features])
         return out_data
     rotated = torch.matmul(vecs, weights, out=x)
