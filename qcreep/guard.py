@@ -18,9 +18,10 @@ parameters                      ``M p P``, with ``P`` the parameter count: a fli
                                 the re-uploading head ``R (4**n - 1) + out``, a linear head
                                 ``in out + out``
 gradients and Adam state        ``3 M p P`` (gradient, first and second moments)
-re-uploading gates              ``8 M R N**2 c``: the ``R`` gates ``SU(2**n)(theta_r)`` are built as
+re-uploading gates              ``11 M R N**2 c``: the ``R`` gates ``SU(2**n)(theta_r)`` are built as
                                 dense complex matrices at every step, with their generators,
-                                eigenvectors, gradients and backward temporaries
+                                eigenvectors and phases (saved inside the circuit's autograd
+                                function for its backward), gradients and backward temporaries
 data Hamiltonians               ``8 M B N**2 b``: the padded input, ``H``, its eigenvectors and the
                                 backward pass's matrices, per sample
 re-upload states                ``5 M B R N c``: the states saved at every re-upload and their
@@ -47,14 +48,14 @@ Example:
     >>> from qcreep.guard import estimate_memory, check_memory, format_bytes
     >>> est = estimate_memory(batch_size=200, n_qubits=7, n_reps=10)
     >>> format_bytes(est["total"])
-    '217.8 MiB'
+    '221.6 MiB'
     >>> check_memory(est, available=16 * 2**30)  # fits: returns the available bytes
     17179869184
     >>> big = estimate_memory(n_reps=1_000_000)
     >>> check_memory(big, available=16 * 2**30)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    qcreep.errors.ConfigError: these settings need about 2.1 TiB (re-uploading gates: 976.6 GiB for ...
+    qcreep.errors.ConfigError: these settings need about 2.5 TiB (re-uploading gates: 1.3 TiB for ...
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ from qcreep.layers.reupload import min_qubits
 DEFAULT_FRACTION = 0.8
 
 # Measured multiplicities (see the module docstring).
-GATE_COPIES = 8
+GATE_COPIES = 11
 HAMILTONIAN_COPIES = 8
 STATE_COPIES = 5
 EVAL_HAMILTONIAN_COPIES = 3
