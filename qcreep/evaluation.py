@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import qcreep
@@ -67,7 +67,6 @@ class HardwareSpec:
     batch_size: int = 250
     precision: float = DEFAULT_PRECISION
     transpile: bool = True
-    extra: dict = field(default_factory=dict, compare=False)
 
     def validate(self) -> HardwareSpec:
         shots = tuple(check_int(s, "shots", 1, error=ConfigError) for s in self.shots)
@@ -161,7 +160,3 @@ def evaluate_folder(out_dir, spec: HardwareSpec, *, run_ids=None, log=None) -> l
         atomic_write_json(path, result)
         results.append(result)
     return results
-
-
-def spec_dict(spec: HardwareSpec) -> dict:
-    return asdict(spec)
