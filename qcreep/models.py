@@ -326,6 +326,33 @@ class SlotNetwork(nn.Module):
                 "slots": rows, "total_params": count_parameters(self)}
 
 
+def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                      device: torch.device, dtype: torch.dtype) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (a fraction) of ``model`` on ``(x, y)``, in order, without gradients.
+
+    The model's train/eval mode is left as it is; callers set it.
+
+    Example:
+        >>> import torch
+        >>> logits = torch.nn.Linear(4, 3)
+        >>> loss, acc = loss_and_accuracy(logits, torch.randn(10, 4), torch.zeros(10, dtype=torch.long), 4,
+        ...                               torch.device("cpu"), torch.float32)
+        >>> 0.0 <= acc <= 1.0 and loss > 0
+        True
+    """
+    import torch.nn.functional as F
+
+    total_loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(y), batch_size):
+            xb = x[start:start + batch_size].to(device=device, dtype=dtype)
+            yb = y[start:start + batch_size].to(device)
+            out = model(xb)
+            total_loss += float(F.cross_entropy(out, yb, reduction="sum"))
+            correct += int((out.argmax(1) == yb).sum())
+    return total_loss / len(y), correct / len(y)
+
+
 def format_summary(summary: dict) -> str:
     """The summary as an aligned text table."""
     header = ("slot", "kind", "layer", "input", "output", "params", "details")

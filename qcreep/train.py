@@ -37,7 +37,7 @@ from qcreep.config import DTYPES, TrainConfig, check_device
 from qcreep.data import Split, get_spec, load_dataset, validation_split
 from qcreep.errors import CheckpointError, QcreepError
 from qcreep.files import results_lock
-from qcreep.models import SlotNetwork, build_model
+from qcreep.models import SlotNetwork, build_model, loss_and_accuracy
 from qcreep.records import (
     METRIC_KEYS,
     RECORD_VERSION,
@@ -96,16 +96,10 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
              device: torch.device, dtype: torch.dtype) -> tuple[float, float]:
     """Mean cross-entropy and accuracy (a fraction) of ``model`` on ``(x, y)``."""
     model.eval()
-    total_loss, correct = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(y), batch_size):
-            xb = x[start:start + batch_size].to(device=device, dtype=dtype)
-            yb = y[start:start + batch_size].to(device)
-            out = model(xb)
-            total_loss += float(F.cross_entropy(out, yb, reduction="sum"))
-            correct += int((out.argmax(1) == yb).sum())
-    model.train()
-    return total_loss / len(y), correct / len(y)
+    try:
+        return loss_and_accuracy(model, x, y, batch_size, device, dtype)
+    finally:
+        model.train()
 
 
 def physicality(model: SlotNetwork, x_sample: torch.Tensor) -> dict:

@@ -74,6 +74,7 @@ from qcreep.hardware.shots import (
     sample_counts,
 )
 from qcreep.layers import DataReUploadingLinear, FlippedQuanv3x3
+from qcreep.models import loss_and_accuracy
 from qcreep.sim import probabilities
 
 # the accuracy-against-shots and accuracy-against-error-rate sweeps of evaluate_grid
@@ -324,21 +325,14 @@ def evaluate_execution(model: nn.Module, x: torch.Tensor, y: torch.Tensor, execu
     start = time.perf_counter()
     net = executed(model, execution)
     net.eval()
-    total_loss, correct = 0.0, 0
     try:
-        with torch.no_grad():
-            for first in range(0, len(y), batch_size):
-                xb = x[first:first + batch_size].to(device=device, dtype=dtype)
-                yb = y[first:first + batch_size].to(device)
-                out = net(xb)
-                total_loss += float(F.cross_entropy(out, yb, reduction="sum"))
-                correct += int((out.argmax(1) == yb).sum())
+        loss, accuracy = loss_and_accuracy(net, x, y, batch_size, device, dtype)
     finally:
         for module, mode in modes.items():
             module.training = mode
     return {"shots": execution.shots, "noise": execution.noise, "seed": execution.seed,
             "shots_mode": execution.shots_mode, "label": execution.label, "n": len(y),
-            "loss": total_loss / len(y), "accuracy": correct / len(y), "seconds": time.perf_counter() - start}
+            "loss": loss, "accuracy": accuracy, "seconds": time.perf_counter() - start}
 
 
 def evaluate_grid(model: nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -591,6 +591,23 @@ def reupload_circuit(h: torch.Tensor, gates: torch.Tensor, psi0: torch.Tensor, t
     return torch.complex(rows[..., 0, :], rows[..., 1, :])
 
 
+def _check_features(x: torch.Tensor, n_qubits: int) -> int:
+    """``2**n_qubits`` after checking that ``x`` is a real ``(B, F)`` batch with ``F <= 4**n_qubits``."""
+    dim = 2**n_qubits
+    if x.is_complex() or x.dim() != 2 or x.shape[-1] > dim * dim:
+        raise QcreepError(f"x must be real with shape (B, F), F <= {dim * dim}, got {tuple(x.shape)} {x.dtype}")
+    return dim
+
+
+def _check_state(x: torch.Tensor, psi0: torch.Tensor, n_qubits: int, prefetch) -> None:
+    """``psi0`` is one complex state per row of ``x``; ``prefetch`` (if any) was started for ``x``."""
+    dim = 2**n_qubits
+    if psi0.shape != (x.shape[0], dim) or not psi0.is_complex():
+        raise QcreepError(f"psi0 must be complex with shape {(x.shape[0], dim)}, got {tuple(psi0.shape)} {psi0.dtype}")
+    if prefetch is not None and not prefetch.matches(x, n_qubits):
+        raise QcreepError("prefetch was started for other features")
+
+
 def reupload_features(x: torch.Tensor, n_qubits: int, gates: torch.Tensor, psi0: torch.Tensor, t: float,
                       solver: str = "eigh", prefetch: Prefetch | None = None) -> torch.Tensor:
     """:func:`reupload_circuit` of the data Hamiltonians ``H = (X + X^T) / 2`` of features ``x``.
@@ -617,17 +634,12 @@ def reupload_features(x: torch.Tensor, n_qubits: int, gates: torch.Tensor, psi0:
         >>> bool(torch.allclose(a, b, atol=1e-12))
         True
     """
-    dim = 2**n_qubits
-    if x.is_complex() or x.dim() != 2 or x.shape[-1] > dim * dim:
-        raise QcreepError(f"x must be real with shape (B, F), F <= {dim * dim}, got {tuple(x.shape)} {x.dtype}")
+    dim = _check_features(x, n_qubits)
     if resolve_solver(solver, x.device) == "expm":
         return reupload_circuit(symmetric_embedding_matrix(x, n_qubits), gates, psi0, t, "expm")
     if gates.dim() != 3 or gates.shape[1:] != (dim, dim) or not gates.is_complex():
         raise QcreepError(f"gates must be complex with shape (R, {dim}, {dim}), got {tuple(gates.shape)} {gates.dtype}")
-    if psi0.shape != (x.shape[0], dim) or not psi0.is_complex():
-        raise QcreepError(f"psi0 must be complex with shape {(x.shape[0], dim)}, got {tuple(psi0.shape)} {psi0.dtype}")
-    if prefetch is not None and not prefetch.matches(x, n_qubits):
-        raise QcreepError("prefetch was started for other features")
+    _check_state(x, psi0, n_qubits, prefetch)
     rows = _EighCircuit.apply(x, _gate_matrices(gates), _planar(psi0), float(t), n_qubits, prefetch, False)[0]
     return torch.complex(rows[..., 0, :], rows[..., 1, :])
 
@@ -666,14 +678,9 @@ def reupload_features_su(x: torch.Tensor, n_qubits: int, theta: torch.Tensor, ps
         >>> bool(torch.allclose(a, b, atol=1e-12))
         True
     """
-    dim = 2**n_qubits
-    if x.is_complex() or x.dim() != 2 or x.shape[-1] > dim * dim:
-        raise QcreepError(f"x must be real with shape (B, F), F <= {dim * dim}, got {tuple(x.shape)} {x.dtype}")
+    dim = _check_features(x, n_qubits)
     if theta.is_complex() or theta.dim() != 2 or theta.shape[-1] != dim * dim - 1:
         raise QcreepError(f"theta must be real with shape (R, {dim * dim - 1}), got {tuple(theta.shape)} {theta.dtype}")
-    if psi0.shape != (x.shape[0], dim) or not psi0.is_complex():
-        raise QcreepError(f"psi0 must be complex with shape {(x.shape[0], dim)}, got {tuple(psi0.shape)} {psi0.dtype}")
-    if prefetch is not None and not prefetch.matches(x, n_qubits):
-        raise QcreepError("prefetch was started for other features")
+    _check_state(x, psi0, n_qubits, prefetch)
     rows = _EighCircuit.apply(x, pauli_sum(theta), _planar(psi0), float(t), n_qubits, prefetch, True)[0]
     return torch.complex(rows[..., 0, :], rows[..., 1, :])
