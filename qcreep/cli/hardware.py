@@ -80,11 +80,11 @@ def cmd_evaluate(args) -> int:
     from qcreep.report import load_records, write_report
 
     spec = hardware_spec(args, max_test=args.max_test)
-    load_records(args.results_dir)  # a missing or empty folder fails before anything is locked
+    records = load_records(args.results_dir)  # a missing or empty folder fails before anything is locked
     with results_lock(args.results_dir):
         run_ids = None
         if args.seeds is not None:
-            run_ids = {r["run_id"] for r in load_records(args.results_dir) if r.get("seed") in set(args.seeds)}
+            run_ids = {r["run_id"] for r in records if r.get("seed") in set(args.seeds)}
         results = evaluate_folder(args.results_dir, spec, run_ids=run_ids, log=log)
         if not results:
             raise QcreepError(f"no complete quantum run with a checkpoint under {args.results_dir}; train one with "
