@@ -191,22 +191,31 @@ def tune_and_finalise(configs, out_dir, spec: TuningSpec, *, executor, progress,
     trials_of = [trial_configs(group[0], spec) for group in groups]
     all_trials = [t for trials in trials_of for t in trials]
     if log is not None:
+        seeds = f"seed {spec.seed}" if spec.seeds == 1 else f"the mean over seeds {_seeds_text(spec.seed_list)}"
         log(f"tuning {len(groups)} rung(s) on the validation split: {spec.n_trials} trial(s) x {spec.epochs} "
-            f"epoch(s) each ({', '.join(spec.grid)})")
+            f"epoch(s) each ({', '.join(spec.grid)}), scored by {seeds}")
     executor.run(all_trials, tuning_dir(out_dir), resume=True, progress=progress, log=log, data=data,
                  tolerate_divergence=True)
     finals = []
     for group, trials in zip(groups, trials_of):
         block = choose(spec, trials, tuning_dir(out_dir))
         base = group[0]
-        name = f"{base.dataset}_{_slug(base)}_{base.angles}_{trials[0].config_hash}.json"
+        seeds = "" if spec.seeds == 1 else f"_seeds{spec.seeds}"
+        name = f"{base.dataset}_{_slug(base)}_{base.angles}_{trials[0].config_hash}{seeds}.json"
         atomic_write_json(tuning_dir(out_dir) / name,
                           {"dataset": base.dataset, "label": base.rung_label, "angles": base.angles, **block})
         if log is not None:
             chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in block["chosen"].items())
-            log(f"[{base.dataset} {base.rung_label} {base.angles}] tuned on validation: {chosen}")
+            score = next(c["val_acc"] for c in block["candidates"] if c["settings"] == block["chosen"])
+            over = "" if spec.seeds == 1 else f", mean over seeds {_seeds_text(spec.seed_list)}"
+            log(f"[{base.dataset} {base.rung_label} {base.angles}] tuned on validation: {chosen} "
+                f"(best val acc {100 * score:.2f}%{over})")
         finals += [final_config(c, block, c.seed, c.epochs) for c in group]
     return finals
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    return ", ".join(map(str, seeds))
 
 
 def _slug(config: TrainConfig) -> str:

@@ -8,7 +8,9 @@ writes exactly the same files as a lone run.
 
 Data: the training split is divided once into a fitting part and a fixed, stratified validation
 part (:func:`qcreep.data.validation_split`). Every choice (the best epoch here, the tuned
-settings in :mod:`qcreep.tuning`) is made on validation scores; the test split is only scored.
+settings in :mod:`qcreep.tuning`) is made on validation scores; the test split is only scored,
+and only by final runs: a tuning trial (:func:`is_trial`) never evaluates it, and its record holds
+no test metrics.
 
 Shuffling draws a permutation from a generator seeded by ``(seed, epoch)`` alone, so a resumed
 run sees the same batches as an uninterrupted one and ends with the same metrics.
@@ -54,7 +56,7 @@ from qcreep.records import (
 
 # Re-exported for callers of earlier versions.
 __all__ = ["RECORD_VERSION", "RunData", "RunTracker", "TrainConfig", "build_run_model", "checkpoint_path",
-           "evaluate", "fit", "physicality", "prepare_data", "preflight", "record_path"]
+           "evaluate", "fit", "is_trial", "physicality", "prepare_data", "preflight", "record_path"]
 
 
 @dataclass
@@ -132,12 +134,17 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)
 
 
+def is_trial(config: TrainConfig) -> bool:
+    """Whether ``config`` is a tuning trial (:func:`qcreep.tuning.trial_configs` marks them in ``extra``)."""
+    return bool((config.extra or {}).get("trial"))
+
+
 def run_tag(config: TrainConfig) -> str:
     """How log lines name a run: ``[digits level 2 real seed 0]``, or the trial's settings when tuning."""
-    trial = (config.extra or {}).get("trial")
-    if trial:
-        settings = " ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.items())
-        return f"[tuning {config.dataset} {config.rung_label} {config.angles}: {settings}]"
+    if is_trial(config):
+        settings = " ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in config.extra["trial"].items())
+        return f"[tuning {config.dataset} {config.rung_label} {config.angles}: {settings}, seed {config.seed}]"
     return f"[{config.dataset} {config.rung_label} {config.angles} seed {config.seed}]"
 
 
@@ -226,6 +233,8 @@ class RunTracker:
         self.rec_path = record_path(out_dir, config)
         self.ckpt_path = checkpoint_path(out_dir, config)
         self.tag = run_tag(config)
+        # a tuning trial chooses on validation alone: it never scores (nor probes) the test split
+        self.scores_test = not is_trial(config)
         self.model = build_run_model(config)
         self.optimizer = make_optimizer(config, self.model.parameters())
         self.metrics = {k: [] for k in METRIC_KEYS}
@@ -257,7 +266,8 @@ class RunTracker:
             earlier = (existing or {}).get("resumed_after") or []
             self.record["resumed_after"] = [*earlier, self.start_epoch]
             self._update_record(self.start_epoch)
-        self.x_probe = data.test.x[: min(len(data.test), 200)].to(device=self.device, dtype=self.dtype)
+        probe = data.test if self.scores_test else (data.val if data.val is not None else data.fit)
+        self.x_probe = probe.x[: min(len(probe), 200)].to(device=self.device, dtype=self.dtype)
 
     @property
     def epochs_left(self) -> int:
@@ -265,9 +275,10 @@ class RunTracker:
 
     def _update_record(self, epochs_completed: int, phys: dict | None = None) -> None:
         best = best_epoch(self.metrics["val_accs"], self.metrics["val_losses"])
+        tests = self.metrics["test_accs"]
         self.record.update(self.metrics, epochs_completed=epochs_completed, best_epoch=best,
                            best_val_acc=self.metrics["val_accs"][best - 1] if best else None,
-                           test_acc_at_best=self.metrics["test_accs"][best - 1] if best else None)
+                           test_acc_at_best=tests[best - 1] if best and len(tests) >= best else None)
         if phys is not None:
             self.record["unitarity"] = phys or None
 
@@ -280,13 +291,15 @@ class RunTracker:
                                          self.device, self.dtype)
         else:
             val_loss, val_acc = None, None
-        test_loss, test_acc = evaluate(self.model, data.test.x, data.test.y, config.eval_batch_size,
-                                       self.device, self.dtype)
+        if self.scores_test:
+            test_loss, test_acc = evaluate(self.model, data.test.x, data.test.y, config.eval_batch_size,
+                                           self.device, self.dtype)
+            self.metrics["test_losses"].append(test_loss)
+            self.metrics["test_accs"].append(test_acc)
         t1 = time.perf_counter()
         phys = physicality(self.model, self.x_probe)
-        for key, value in (("train_losses", train_loss), ("train_accs", train_acc), ("test_losses", test_loss),
-                           ("test_accs", test_acc), ("epoch_times", seconds), ("eval_times", t1 - t0),
-                           ("unitarity_errors", phys.get("max_unitarity_error"))):
+        for key, value in (("train_losses", train_loss), ("train_accs", train_acc), ("epoch_times", seconds),
+                           ("eval_times", t1 - t0), ("unitarity_errors", phys.get("max_unitarity_error"))):
             self.metrics[key].append(value)
         if val_acc is not None:
             self.metrics["val_losses"].append(val_loss)
@@ -299,9 +312,11 @@ class RunTracker:
         write_record(self.rec_path, self.record)
         if self.on_epoch is not None:
             self.on_epoch(self)
-        val = f"val acc {100 * val_acc:.2f}% | " if val_acc is not None else ""
+        scores = [f"val acc {100 * val_acc:.2f}%"] if val_acc is not None else []
+        if self.scores_test:
+            scores.append(f"test acc {100 * test_acc:.2f}%")
         return (f"{self.tag} epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f} "
-                f"acc {100 * train_acc:.2f}% | {val}test acc {100 * test_acc:.2f}% | {seconds:.1f}s")
+                f"acc {100 * train_acc:.2f}% | {' | '.join(scores + [f'{seconds:.1f}s'])}")
 
     def finish(self) -> dict:
         """Mark a run complete whose checkpoint already held every epoch; return the record."""
@@ -314,6 +329,9 @@ class RunTracker:
     def final_line(self) -> str:
         rec = self.record
         best = rec.get("best_epoch")
+        if not self.scores_test:  # a trial: what the choice is made on
+            val = f"best val acc {100 * rec['best_val_acc']:.2f}% at epoch {best}" if best else "no validation score"
+            return f"{self.tag} done: {val} of {rec.get('epochs_completed', 0)}"
         test = rec["test_accs"][-1] if rec.get("test_accs") else float("nan")
         at_best = f", best val epoch {best} (test {100 * rec['test_acc_at_best']:.2f}%)" if best else ""
         return f"{self.tag} done: test acc {100 * test:.2f}% after {rec.get('epochs_completed', 0)} epochs{at_best}"

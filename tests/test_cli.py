@@ -363,7 +363,7 @@ def test_run_ladder(ladder):
         tuning = rec["tuning"]
         assert tuning["split"] == "validation" and set(tuning["chosen"]) == {"lr"}
         assert [c["settings"]["lr"] for c in tuning["candidates"]] == [1e-3, 3e-2]
-        assert tuning["budget"] == {"trials": 2, "epochs": 1, "seed": 0, "grid": {"lr": [1e-3, 3e-2]}}
+        assert tuning["budget"] == {"trials": 2, "epochs": 1, "seed": 0, "seeds": [0], "grid": {"lr": [1e-3, 3e-2]}}
         assert rec["config"]["lr"] == tuning["chosen"]["lr"]
         assert len(rec["val_accs"]) == 1 and rec["best_epoch"] == 1
     twin = recs["digits_level2twin_real_seed0.json"]
@@ -382,8 +382,14 @@ def test_run_ladder(ladder):
     assert saved["tune"] == ["lr"] and saved["twins"] is True
     assert "run(s) ->" not in result.stderr  # the plan line is for terminals only
     assert "epoch 1/1:" not in result.stderr  # a line per finished run, not per epoch
-    assert result.stderr.count("] done: test acc") == 5 + 10
+    assert result.stderr.count("] done: test acc") == 5
+    # the trials were scored on validation alone, and the log says so
+    assert result.stderr.count(", seed 0] done: best val acc") == 10
     assert result.stderr.count("tuned on validation: lr=") == 5
+    assert result.stderr.count("(best val acc ") == 5
+    for path, data in first_files.items():
+        if path.parts[:2] == ("tuning", "records"):
+            assert json.loads(data)["test_accs"] == []
 
 
 @pytest.mark.slow

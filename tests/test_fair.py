@@ -135,7 +135,7 @@ def test_tuning_chooses_on_validation_and_blocks_every_record(tmp_path, digits):
     for rec in records:
         tuning = rec["tuning"]
         assert tuning["split"] == "validation"
-        assert tuning["budget"] == {"trials": 2, "epochs": 2, "seed": 0, "grid": {"lr": [1e-4, 1e-2]}}
+        assert tuning["budget"] == {"trials": 2, "epochs": 2, "seed": 0, "seeds": [0], "grid": {"lr": [1e-4, 1e-2]}}
         scores = {c["settings"]["lr"]: (c["val_acc"], c["val_loss"]) for c in tuning["candidates"]}
         best = max(scores, key=lambda lr: (scores[lr][0], -scores[lr][1]))
         assert tuning["chosen"] == {"lr": best} and rec["config"]["lr"] == best
@@ -151,6 +151,76 @@ def test_tuning_chooses_on_validation_and_blocks_every_record(tmp_path, digits):
     from qcreep.report import load_records
     assert sorted(r["run_id"] for r in load_records(tmp_path)) == sorted(r["run_id"] for r in records)
     assert len(load_records(tuning_dir(tmp_path))) == 4
+
+
+def test_tuning_trials_never_score_the_test_split(tmp_path, digits, monkeypatch):
+    spec = TuningSpec.default(epochs=2, lr_grid=[1e-4, 1e-2])
+    test_x = digits[1].x
+    scored = []
+    real = qcreep.train.evaluate
+
+    def watching(model, x, *args, **kwargs):
+        scored.append(x is test_x)
+        return real(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(qcreep.train, "evaluate", watching)
+    log = Log()
+    _, records = _sweep(tmp_path, digits, log, spec)
+    # 2 trials x 2 epochs score validation only; then 2 final seeds x 2 epochs score validation and test
+    assert scored == [False] * 4 + [False, True] * 4
+    for path in (tuning_dir(tmp_path) / "records").glob("*.json"):
+        trial = json.loads(path.read_text())
+        assert trial["test_accs"] == [] and trial["test_losses"] == [] and trial["test_acc_at_best"] is None
+        assert len(trial["val_accs"]) == 2
+    # the final runs still score the test split
+    assert all(len(r["test_accs"]) == 2 and r["test_acc_at_best"] is not None for r in records)
+    # the log says what each trial and the choice were scored on, never a test accuracy of a trial
+    trial_lines = [m for m in log if m.startswith("[tuning")]
+    assert len(trial_lines) == 2 and all("best val acc" in m and "test" not in m for m in trial_lines)
+    chosen = next(m for m in log if "tuned on validation" in m)
+    best = records[0]["tuning"]["chosen"]["lr"]
+    score = next(c["val_acc"] for c in records[0]["tuning"]["candidates"] if c["settings"]["lr"] == best)
+    assert f"lr={best:g} (best val acc {100 * score:.2f}%)" in chosen
+
+
+def test_tuning_over_several_seeds_takes_the_mean_and_reuses_seed_0(tmp_path, digits):
+    one = TuningSpec.default(epochs=2, lr_grid=[1e-3, 1e-2])
+    _, first = _sweep(tmp_path, digits, Log(), one)
+    seed0 = {c["settings"]["lr"]: c for c in first[0]["tuning"]["candidates"]}
+    two = TuningSpec.default(epochs=2, lr_grid=[1e-3, 1e-2], seeds=2)
+    assert two.seed_list == [0, 1] and two.budget()["seeds"] == [0, 1]
+    stamps = {p: p.stat().st_mtime_ns for p in (tuning_dir(tmp_path) / "records").glob("*.json")}
+    assert len(stamps) == 2
+    log = Log()
+    # the same folder: the seed-0 trials of the first tuning are reused, the seed-1 trials are new
+    configs = plan(["digits"], levels=[0], seeds=[0, 1], epochs=2, **TINY)
+    data = DataCache()
+    data._raw[("digits", None, TINY["max_train"], TINY["max_test"])] = digits
+    from qcreep.sweep import tune_and_finalise
+    finals = tune_and_finalise(configs, tmp_path, two, executor=LocalExecutor(), progress=False, log=log,
+                               data=data, resume=True)
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
+    assert len(list((tuning_dir(tmp_path) / "records").glob("*.json"))) == 4
+    assert sum("seed 1] done" in m and m.startswith("[tuning") for m in log) == 2
+    assert not any("seed 0] done" in m for m in log)
+    block = finals[0].tuning
+    assert block["budget"]["seeds"] == [0, 1]
+    for cand in block["candidates"]:
+        per_seed = cand["per_seed"]
+        assert [p["seed"] for p in per_seed] == [0, 1]
+        assert per_seed[0]["val_acc"] == seed0[cand["settings"]["lr"]]["val_acc"]
+        assert cand["val_acc"] == pytest.approx((per_seed[0]["val_acc"] + per_seed[1]["val_acc"]) / 2)
+        assert cand["val_loss"] == pytest.approx((per_seed[0]["val_loss"] + per_seed[1]["val_loss"]) / 2)
+    best = max(block["candidates"], key=lambda c: (c["val_acc"], -c["val_loss"]))
+    assert block["chosen"] == best["settings"]
+    assert any("mean over seeds 0, 1" in m for m in log)
+    # the per-rung tuning file records the seeds too, beside the one-seed file
+    files = sorted(p.name for p in tuning_dir(tmp_path).glob("*.json"))
+    assert len(files) == 2 and any(f.endswith("_seeds2.json") for f in files)
+    saved = json.loads(next(p for p in tuning_dir(tmp_path).glob("*_seeds2.json")).read_text())
+    assert saved["budget"]["seeds"] == [0, 1] and saved["chosen"] == block["chosen"]
+    with pytest.raises(ConfigError, match=r"tune_seeds \(seeds per tuning trial\) must be an integer >= 1, got 0"):
+        TuningSpec.default(seeds=0)
 
 
 def test_interrupted_tuning_resumes_and_reuses_finished_trials(tmp_path, digits):

@@ -14,8 +14,14 @@ def add_parser(sub) -> None:
 def cmd_report(args) -> int:
     from qcreep.files import results_lock
     from qcreep.report import load_records, markdown_table, summarize, write_report
+    from qcreep.report.records import is_trial_record
 
     records = load_records(args.results_dir)  # a missing or empty folder fails before anything is locked
+    if all(is_trial_record(r) for r in records):
+        from qcreep.errors import QcreepError
+        raise QcreepError(f"{args.results_dir} holds only tuning trials, which are scored on the validation split "
+                          "alone (no test scores to report); their validation scores are in the tuning section "
+                          "of the results folder's report: qcreep report on the folder above it")
     with results_lock(args.out or args.results_dir):
         paths = write_report(args.results_dir, args.out)
     print(markdown_table(summarize(records)))

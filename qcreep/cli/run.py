@@ -28,13 +28,13 @@ SWEEP_KEYS = {
     "lr": (float, False), "n_reps": (int, False), "n_qubits": (int, False), "max_train": (int, False),
     "max_test": (int, False), "eval_batch_size": (int, False), "dtype": (str, False), "device": (str, False),
     "data_dir": (str, False), "threads": (int, False), "val_fraction": (float, False), "split_seed": (int, False),
-    "tune": (str, True), "tune_epochs": (int, False), "lr_grid": (float, True), "twins": (bool, False),
+    "tune": (str, True), "tune_epochs": (int, False), "tune_seeds": (int, False), "lr_grid": (float, True), "twins": (bool, False),
     "output_scale": (str, False), "bias_init": (str, False), "solver": (str, False), "seed_parallel": (int, False),
     "executor": (str, False), "ray_address": (str, False), "gpu_fraction": (float, False),
     "shots": (int, True), "noise": (float, True), "shot_seed": (int, False),
 }
 DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 6,
-            "angles": ["real"], "tune": ["lr"], "tune_epochs": 10, "twins": True}
+            "angles": ["real"], "tune": ["lr"], "tune_epochs": 10, "tune_seeds": 1, "twins": True}
 ALIASES = {"dataset": "datasets", "level": "levels", "assignments": "assign", "angle": "angles"}
 # settings passed to every run's TrainConfig when given
 RUN_FIELDS = ("epochs", "batch_size", "lr", "n_reps", "n_qubits", "max_train", "max_test", "eval_batch_size", "dtype",
@@ -78,6 +78,9 @@ def add_parser(sub) -> None:
     tune.add_argument("--no-tune", dest="tune", action="store_const", const=[],
                       help="no tuning: use --lr (default 5e-4) for every rung")
     run.add_argument("--tune-epochs", type=positive_int, metavar="N", help="epochs per tuning trial (default 10)")
+    run.add_argument("--tune-seeds", type=positive_int, metavar="K",
+                     help="train each tuning trial from seeds 0..K-1 and choose by the mean validation score "
+                          "(default 1)")
     run.add_argument("--lr-grid", nargs="+", type=positive_float, metavar="LR",
                      help="learning rates tried (default 1e-5 3e-5 ... 3e-2 1e-1, a half-decade grid)")
     run.add_argument("--val-fraction", type=fraction, metavar="F",
@@ -237,6 +240,11 @@ def run_settings(args) -> dict:
     explicit_tune = args.tune is not None or "tune" in file_settings
     if settings.get("lr") is not None and not explicit_tune:
         settings["tune"] = [k for k in settings["tune"] if k != "lr"]
+    given_seeds = args.tune_seeds if args.tune_seeds is not None else file_settings.get("tune_seeds")
+    if given_seeds is not None and given_seeds != 1 and not settings.get("tune"):
+        from qcreep.errors import ConfigError
+        raise ConfigError(f"tune_seeds {given_seeds} needs tuning, which is off (--no-tune, or --lr without --tune); "
+                          "drop --tune-seeds, or tune (e.g. --tune lr)")
     return settings
 
 
@@ -261,7 +269,8 @@ def cmd_run(args) -> int:
                    **fields)
     tuning = None
     if settings.get("tune"):
-        tuning = TuningSpec.default(settings["tune"], epochs=settings["tune_epochs"], lr_grid=settings.get("lr_grid"))
+        tuning = TuningSpec.default(settings["tune"], epochs=settings["tune_epochs"], lr_grid=settings.get("lr_grid"),
+                                    seeds=settings["tune_seeds"])
     executor_name = settings.get("executor") or "local"
     seed_parallel = settings.get("seed_parallel") or (
         default_seed_parallel(configs[0].device, settings["seeds"]) if executor_name == "local" else 1)

@@ -85,7 +85,10 @@ def _budget_text(budget: dict | None, metric=None) -> str:
         bits.append(f"{budget['trials']} trial{'' if budget['trials'] == 1 else 's'}")
     if budget.get("epochs") is not None:
         bits.append(f"{budget['epochs']} epoch{'' if budget['epochs'] == 1 else 's'} each")
-    if budget.get("seed") is not None:
+    seeds = budget.get("seeds")
+    if isinstance(seeds, list) and len(seeds) > 1:
+        bits.append(f"mean over seeds {', '.join(map(str, seeds))}")
+    elif budget.get("seed") is not None:
         bits.append(f"on seed {budget['seed']}")
     metric = budget.get("metric") or metric
     if metric:

@@ -102,8 +102,9 @@ def _check_lists(rec: dict, path: Path) -> None:
                               f"(fractions in [0, 1]), got {type(values).__name__}")
         for i, v in enumerate(values):
             _check_fraction(path, f"{key}[{i}]", v)
-    if rec["status"] == "complete" and not rec["test_accs"]:
-        raise QcreepError(f"run record {path}: status is 'complete' but test_accs is empty; "
+    scored = "val_accs" if is_trial_record(rec) else "test_accs"  # a tuning trial scores no test split
+    if rec["status"] == "complete" and not rec.get(scored):
+        raise QcreepError(f"run record {path}: status is 'complete' but {scored} is empty; "
                           "a complete run needs at least one epoch of results")
     for key in NUMBER_LISTS:
         values = rec.get(key)
@@ -120,9 +121,10 @@ def _check_best(rec: dict, path: Path) -> None:
         if isinstance(best, bool) or not isinstance(best, int) or best < 1:
             raise QcreepError(f"run record {path}: best_epoch must be a 1-based epoch number or null, "
                               f"got {best!r}")
-        if best > len(rec["test_accs"]):
+        recorded = len(rec.get("val_accs") or [] if is_trial_record(rec) else rec["test_accs"])
+        if best > recorded:
             raise QcreepError(f"run record {path}: best_epoch {best} is after the last recorded epoch "
-                              f"({len(rec['test_accs'])})")
+                              f"({recorded})")
     at_best = rec.get("test_acc_at_best")
     if at_best is not None:
         _check_fraction(path, "test_acc_at_best", at_best)
@@ -191,6 +193,12 @@ def check_record(rec: dict, path) -> None:
     _check_optional(rec, path)
 
 
+def is_trial_record(rec: dict) -> bool:
+    """Whether ``rec`` is a tuning trial's record: scored on the validation split only, no test metrics."""
+    config = rec.get("config")
+    return isinstance(config, dict) and isinstance(config.get("extra"), dict) and bool(config["extra"].get("trial"))
+
+
 def _in_tuning_folder(path: Path, root: Path) -> bool:
     return TUNING_FOLDER in path.relative_to(root).parts[:-1]
 
@@ -202,7 +210,7 @@ def load_records(results_dir) -> list[dict]:
     with ``"record_version"`` are skipped (they are not run records), and so is the ``tuning/``
     folder that ``qcreep run`` keeps its tuning trials in (the chosen settings and every trial's
     validation score are in the final records' ``tuning`` block; pass ``DIR/tuning`` itself to
-    report the trials). Each returned dict is the
+    load the trials, which hold validation scores only: see :func:`is_trial_record`). Each returned dict is the
     record as stored plus ``"_path"``: the file it came from (a string).
 
     Raises QcreepError (one line, naming the file) when a JSON file does not parse or a record
