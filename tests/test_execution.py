@@ -68,6 +68,8 @@ def _seed():
 
 
 def head(n=3, reps=2, in_features=40, out_features=5, **kw):
+    kw.setdefault("output_scale", "none")  # the estimates below are read as probabilities plus the biases
+    kw.setdefault("bias_init", "normal")
     return DataReUploadingLinear(in_features, out_features, n_qubits=n, n_reps=reps, dtype=F64, **kw)
 
 

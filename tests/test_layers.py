@@ -7,6 +7,8 @@ against the closed forms of the paper (kernel = Re(rho)[:3, :3] / C_in; output =
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -275,7 +277,21 @@ def test_reupload_paper_head_picks_seven_qubits():
     layer = DataReUploadingLinear(12544, 10, n_reps=1)
     assert layer.n_qubits == 7
     assert layer.theta.shape == (1, 16383)
-    assert layer.num_parameters == 16383 + 10
+    assert layer.num_parameters == 16383 + 10 + 1  # and the learned output scale
+
+
+def test_reupload_default_readout_is_the_one_that_trains():
+    """A bare DataReUploadingLinear reads out as qcreep run does: a learned scale and zero biases."""
+    layer = DataReUploadingLinear(14, 3, n_reps=1)
+    assert (layer.output_scale, layer.bias_init) == ("learned", "zero")
+    assert layer.log_scale is not None and torch.equal(layer.bias.detach(), torch.zeros(3))
+    assert float(layer.log_scale.detach()) == pytest.approx(layer.n_qubits * math.log(2.0))
+    assert layer.num_parameters == 1 * (4**2 - 1) + 3 + 1
+    published = DataReUploadingLinear(14, 3, n_reps=1, output_scale="none", bias_init="normal")
+    assert published.log_scale is None and published.num_parameters == 15 + 3
+    # the registry factory (and so build_model) keeps the published readout: the paper's network
+    slot_head = create_layer("data_reuploading", DenseSlot(14, 3), n_reps=1)
+    assert (slot_head.output_scale, slot_head.bias_init) == ("none", "normal")
 
 
 def test_reupload_explicit_n_qubits():
@@ -298,14 +314,14 @@ def test_reupload_too_many_qubits():
 
 
 def test_reupload_outputs_are_probabilities():
-    layer = DataReUploadingLinear(14, 3, n_reps=2, dtype=F64)
+    layer = DataReUploadingLinear(14, 3, n_reps=2, output_scale="none", bias_init="normal", dtype=F64)
     x = 3 * torch.randn(8, 14, dtype=F64)
     p = layer(x) - layer.bias
     assert (p >= 0).all() and (p <= 1).all()
     assert (p.sum(-1) <= 1 + 1e-12).all()
     assert (p.sum(-1) < 1 - 1e-6).any()  # one outcome of four is dropped
 
-    full = DataReUploadingLinear(14, 4, n_reps=2, dtype=F64)
+    full = DataReUploadingLinear(14, 4, n_reps=2, output_scale="none", dtype=F64)
     q = full(x) - full.bias
     assert (q >= 0).all()
     assert torch.allclose(q.sum(-1), torch.ones(8, dtype=F64), atol=1e-12)
@@ -332,7 +348,9 @@ def test_reupload_final_states_by_hand():
         psi = torch.linalg.matrix_exp(1j * h.to(psi.dtype) / 3) @ psi
         psi = special_unitary(layer.theta[r]) @ psi
     assert torch.allclose(layer.final_states(x), psi, atol=1e-10)
-    assert torch.allclose(layer(x), psi.abs() ** 2 + layer.bias, atol=1e-10)
+    # the default readout: a learned scale exp(a), a = log(2**n) at the start, and zero biases
+    assert torch.allclose(layer(x), layer.log_scale.exp() * psi.abs() ** 2 + layer.bias, atol=1e-10)
+    assert torch.allclose(layer.log_scale.exp(), torch.tensor(4.0, dtype=F64))
 
 
 def test_reupload_physicality_real_mode():
@@ -345,7 +363,8 @@ def test_reupload_physicality_real_mode():
 
 
 def test_reupload_complex_mode():
-    layer = DataReUploadingLinear(14, 3, n_reps=2, angles="complex", dtype=F64)
+    layer = DataReUploadingLinear(14, 3, n_reps=2, angles="complex", output_scale="none", bias_init="normal",
+                                  dtype=F64)
     assert layer.theta.dtype == layer.bias.dtype == torch.complex128
     x = torch.randn(5, 14, dtype=F64)
     assert layer.physicality(x)["max_unitarity_error"] < 1e-10  # imag parts start at zero
@@ -425,7 +444,7 @@ def test_reupload_is_nonlinear_in_input():
 
 
 def test_reupload_parameter_shapes():
-    layer = DataReUploadingLinear(40, 5, n_reps=4)
+    layer = DataReUploadingLinear(40, 5, n_reps=4, output_scale="none")
     assert layer.n_qubits == 3
     assert layer.theta.shape == (4, 63)
     assert layer.bias.shape == (5,)

@@ -75,7 +75,7 @@ def test_data_reuploading_matches_pennylane(n, solver):
     reps = 2
     in_features = 4**n - 3  # exercises the zero padding
     out_features = 3
-    layer = DataReUploadingLinear(in_features, out_features, n_reps=reps, solver=solver, dtype=F64)
+    layer = DataReUploadingLinear(in_features, out_features, n_reps=reps, output_scale="none", solver=solver, dtype=F64)
     g = rng(100 + n)
     theta = 0.3 * g.standard_normal((reps, 4**n - 1))
     with torch.no_grad():

@@ -380,6 +380,31 @@ def test_factories_take_the_model_options_and_ignore_quantum_only_ones():
     assert all(not p.is_complex() for p in dense.parameters())
 
 
+@pytest.mark.parametrize("options", [{}, {"output_scale": "none", "bias_init": "normal"},
+                                     {"n_reps": 3}, {"n_qubits": 4, "n_reps": 2}])
+@pytest.mark.parametrize("sizes", [(32, 10), DIGITS, PAPER], ids=["32-10", "digits", "paper"])
+def test_dense_twin_is_built_from_sizes_like_its_quantum_layer(sizes, options):
+    """``DenseTwin(F, out, ...)`` takes DataReUploadingLinear's arguments and defaults, and matches its size."""
+    if "n_qubits" in options:  # one qubit more than the minimum (the paper head: the minimum, 7)
+        options = {**options, "n_qubits": min_qubits(*sizes) + (sizes != PAPER)}
+    twin = DenseTwin(*sizes, **options)
+    head = DataReUploadingLinear(*sizes, device="meta", **options)
+    assert count_parameters(twin) == count_parameters(head)
+    assert (twin.output_scale, twin.bias_init) == (head.output_scale, head.bias_init)
+    assert twin.matched_to["n_qubits"] == head.n_qubits and twin.matched_to["n_reps"] == head.n_reps
+    assert twin(torch.randn(2, sizes[0])).shape == (2, sizes[1])
+    # the registry path still builds it for a slot, with the factory's (published) default readout
+    slot_twin = create_layer("dense_twin", DenseSlot(*sizes), **options)
+    slot_head = create_layer("data_reuploading", DenseSlot(*sizes), device="meta", **options)
+    assert count_parameters(slot_twin) == count_parameters(slot_head)
+    assert (slot_twin.output_scale, slot_twin.bias_init) == (slot_head.output_scale, slot_head.bias_init)
+
+
+def test_conv_twin_is_built_from_sizes_like_its_quantum_layer():
+    for args in [(1, 32), (3, 8, 2, 1)]:
+        assert count_parameters(Conv3x3Twin(*args)) == count_parameters(FlippedQuanv3x3(*args))
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda: Conv3x3Twin(0, 3), r"Conv3x3Twin in_channels must be an integer >= 1, got 0"),
     (lambda: Conv3x3Twin(1, 3, padding=-1), r"Conv3x3Twin padding must be an integer >= 0"),
@@ -391,10 +416,12 @@ def test_factories_take_the_model_options_and_ignore_quantum_only_ones():
     (lambda: DenseTwin(10, 4, hidden=0, outcomes=4), r"DenseTwin hidden must be an integer >= 1, got 0"),
     (lambda: DenseTwin(10, 4, hidden=2, outcomes=3), r"needs outcomes >= 4 input-driven outcomes; got outcomes=3"),
     (lambda: DenseTwin(10, 4, hidden=2, outcomes=4, constant_outcomes=-1), r"constant_outcomes must be an integer"),
-    (lambda: DenseTwin(10, 4, 2, 4, output_scale="big"), r"output_scale must be one of none, learned"),
-    (lambda: DenseTwin(10, 4, 2, 4, bias_init="uniform"), r"bias_init must be one of normal, zero"),
-    (lambda: DenseTwin(10, 4, 2, 4)(torch.randn(3, 11)), r"DenseTwin expects input \(\*, 10\), got \(3, 11\)"),
-    (lambda: DenseTwin(10, 4, 2, 4)(torch.randn(3, 10, dtype=torch.complex64)), r"DenseTwin takes real input"),
+    (lambda: DenseTwin(10, 4, hidden=2, outcomes=4, output_scale="big"), r"output_scale must be one of none, learned"),
+    (lambda: DenseTwin(10, 4, hidden=2, outcomes=4, bias_init="uniform"), r"bias_init must be one of normal, zero"),
+    (lambda: DenseTwin(10, 4, hidden=2, outcomes=4)(torch.randn(3, 11)),
+     r"DenseTwin expects input \(\*, 10\), got \(3, 11\)"),
+    (lambda: DenseTwin(10, 4, hidden=2, outcomes=4)(torch.randn(3, 10, dtype=torch.complex64)),
+     r"DenseTwin takes real input"),
     (lambda: DenseTwin.matched(12544, 10, n_qubits=6),
      r"cannot match a classical twin to the re-uploading head: .*needs at least 7 qubits"),
     (lambda: DenseTwin.matched(100, 4, n_reps=0), r"cannot match a classical twin .* n_reps must be an integer >= 1"),
@@ -403,6 +430,8 @@ def test_factories_take_the_model_options_and_ignore_quantum_only_ones():
     (lambda: DenseTwin.matched(4, 2, n_reps=1),
      r"no classical twin matches DataReUploadingLinear\(4 -> 2, n_qubits=1, n_reps=1\) within 1%: it has 5 parameters"),
     (lambda: create_layer("dense_twin", DenseSlot(1024, 10), n_reps=1), r"no classical twin matches"),
+    (lambda: DenseTwin(10, 4, hidden=2), r"DenseTwin takes hidden and outcomes together .* or neither"),
+    (lambda: DenseTwin(10, 4, n_reps=3, hidden=2, outcomes=4), r"with explicit hidden and outcomes leave them out"),
 ])
 def test_bad_options_are_clear_errors(call, message):
     with pytest.raises(QcreepError, match=message):

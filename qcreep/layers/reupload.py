@@ -67,9 +67,10 @@ class DataReUploadingLinear(nn.Module):
         input ``(*, in_features)``; output ``(*, out_features)``, real.
 
     Parameters:
-        ``theta``: ``(n_reps, 4**n - 1)`` angles; ``bias``: ``(out_features,)``. Both start standard
-        normal, as in the published code. ``n_reps * (4**n - 1) + out_features`` parameters, plus one
-        with ``output_scale="learned"``.
+        ``theta``: ``(n_reps, 4**n - 1)`` angles, standard normal as in the published code;
+        ``bias``: ``(out_features,)``, zero by default (standard normal with ``bias_init="normal"``);
+        ``log_scale``: ``()`` with ``output_scale="learned"`` (the default).
+        ``n_reps * (4**n - 1) + out_features`` parameters, plus one with ``output_scale="learned"``.
 
     Readout (classical post-processing of the measured probabilities; both options are physical):
         The probabilities lie in ``[0, 1]`` and start near ``2**-n``, so with the published N(0, 1)
@@ -77,8 +78,12 @@ class DataReUploadingLinear(nn.Module):
         their gradients are weak. ``output_scale="learned"`` multiplies the probabilities by a
         trainable scale ``exp(a)``, ``a`` starting at ``log(2**n)`` so that a uniform distribution
         maps to 1 (a trainable output weight, as in Skolik et al., arXiv:2103.15084):
-        ``y_j = exp(a) |<j|psi>|^2 + bias_j``. ``bias_init="zero"`` starts the biases at 0. The
-        published readout is ``output_scale="none", bias_init="normal"`` (the defaults).
+        ``y_j = exp(a) |<j|psi>|^2 + bias_j``. ``bias_init="zero"`` starts the biases at 0.
+        ``output_scale="learned", bias_init="zero"`` is the default, as in ``qcreep run``: with the
+        published readout, ``output_scale="none", bias_init="normal"``, the head stays near chance
+        under most learning rates. The registry factory ``data_reuploading`` (and so
+        :func:`qcreep.models.build_model`) keeps the published readout as its default, so that the
+        paper's HybridNet and its parameter count (172,048 at level 2) come out unchanged.
 
     Args:
         n_qubits: register size; ``None`` picks the smallest ``n`` with ``4**n >= in_features`` and
@@ -86,8 +91,8 @@ class DataReUploadingLinear(nn.Module):
         n_reps: number of re-uploads ``R`` (the paper's PyTorch runs use 10).
         angles: ``"real"`` (physical, default) or ``"complex"`` (the published code's non-unitary
             compatibility mode; see :mod:`qcreep.layers._angles`).
-        output_scale: ``"none"`` (published) or ``"learned"`` (see Readout).
-        bias_init: ``"normal"`` (published) or ``"zero"`` (see Readout).
+        output_scale: ``"learned"`` (default) or ``"none"`` (published); see Readout.
+        bias_init: ``"zero"`` (default) or ``"normal"`` (published); see Readout.
         path: ``"fast"`` (default): the data unitary is computed once per sample and reused for all
             ``R`` re-uploads, and the trainable unitaries are built once per forward.
             ``"reference"``: a dense matrix exponential per sample and per re-upload, as the
@@ -101,9 +106,12 @@ class DataReUploadingLinear(nn.Module):
 
     Example:
         >>> import torch
-        >>> head = DataReUploadingLinear(16, 4, n_reps=2, output_scale="learned", bias_init="zero")
+        >>> head = DataReUploadingLinear(16, 4, n_reps=2)   # learned scale, zero biases
         >>> head.n_qubits, head.num_parameters
         (2, 35)
+        >>> published = DataReUploadingLinear(16, 4, n_reps=2, output_scale="none", bias_init="normal")
+        >>> published.num_parameters
+        34
         >>> head(torch.randn(3, 16)).shape
         torch.Size([3, 4])
         >>> head.solver, head.resolved_solver()        # "auto" runs eigh on CPU
@@ -114,7 +122,7 @@ class DataReUploadingLinear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, n_qubits: int | None = None,
-                 n_reps: int = 10, *, angles: str = "real", output_scale: str = "none", bias_init: str = "normal",
+                 n_reps: int = 10, *, angles: str = "real", output_scale: str = "learned", bias_init: str = "zero",
                  path: str = "fast", solver: str = "auto", dtype=None, device=None):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features), ("n_reps", n_reps)):
@@ -235,9 +243,12 @@ class DataReUploadingLinear(nn.Module):
 
 
 @register_layer("data_reuploading", slot_kind="dense", quantum=True,
-                description="DataReUploadingLinear: Hamiltonian embedding re-uploaded between SU(2^n) gates")
+                description="DataReUploadingLinear: Hamiltonian embedding re-uploaded between SU(2^n) gates",
+                qubits=lambda slot: min_qubits(slot.in_features, slot.out_features))
 def make_data_reuploading(slot, *, n_qubits=None, n_reps=10, angles="real", output_scale="none",
                           bias_init="normal", path="fast", solver="auto", dtype=None, device=None):
+    """``DataReUploadingLinear`` for a dense slot; the readout defaults to the published one (no scale,
+    N(0, 1) biases), so that a model built without options is the paper's network."""
     return DataReUploadingLinear(slot.in_features, slot.out_features, n_qubits=n_qubits, n_reps=n_reps,
                                  angles=angles, output_scale=output_scale, bias_init=bias_init, path=path,
                                  solver=solver, dtype=dtype, device=device)

@@ -301,35 +301,63 @@ class DenseTwin(nn.Module):
     Shapes:
         input ``(*, F)``; output ``(*, out)``, real.
 
+    Args:
+        in_features, out_features, n_qubits, n_reps, output_scale, bias_init: as
+            :class:`~qcreep.layers.DataReUploadingLinear`, with the same defaults (a learned scale and
+            zero biases; ``n_qubits`` the minimum, ``n_reps`` 10): ``DenseTwin(F, out, ...)`` is the
+            twin of ``DataReUploadingLinear(F, out, ...)``, with its parameter count.
+        hidden, outcomes, constant_outcomes: explicit sizes instead (``hidden`` and ``outcomes``
+            together, ``constant_outcomes`` default 0; then ``n_qubits`` and ``n_reps`` are not taken).
+        :meth:`matched` and the registry factory ``dense_twin`` default to the published readout, as
+        the ``data_reuploading`` factory does.
+
     Example:
         >>> import torch
-        >>> twin = DenseTwin.matched(1024, 10)  # the digits head: 5 qubits, 10 re-uploads
+        >>> from qcreep.layers import DataReUploadingLinear
+        >>> twin = DenseTwin(1024, 10)  # the digits head: 5 qubits, 10 re-uploads, learned scale
         >>> twin.hidden, twin.outcomes, twin.constant_outcomes
         (9, 100, 5)
-        >>> twin.num_parameters  # 10 * (4**5 - 1) + 10, as DataReUploadingLinear(1024, 10)
-        10240
-        >>> twin = DenseTwin(16, 4, hidden=2, outcomes=6, bias_init="zero")
+        >>> twin.num_parameters == DataReUploadingLinear(1024, 10).num_parameters == 10 * (4**5 - 1) + 10 + 1
+        True
+        >>> DenseTwin(32, 10).num_parameters == DataReUploadingLinear(32, 10).num_parameters
+        True
+        >>> twin = DenseTwin(16, 4, hidden=2, outcomes=6, output_scale="none")
         >>> y = twin(torch.randn(3, 16))
         >>> y.shape, bool((y >= 0).all()) and bool((y.sum(-1) <= 1 + 1e-6).all())
         (torch.Size([3, 4]), True)
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden: int, outcomes: int, constant_outcomes: int = 0,
-                 *, output_scale: str = "none", bias_init: str = "normal", dtype=None, device=None):
+    def __init__(self, in_features: int, out_features: int, n_qubits: int | None = None, n_reps: int | None = None,
+                 *, output_scale: str = "learned", bias_init: str = "zero", hidden: int | None = None,
+                 outcomes: int | None = None, constant_outcomes: int | None = None, dtype=None, device=None):
         super().__init__()
         owner = "DenseTwin"
         self.in_features = _check_int(owner, "in_features", in_features, 1)
         self.out_features = _check_int(owner, "out_features", out_features, 1)
+        self.output_scale, self.bias_init = check_readout(output_scale, bias_init)
+        self.matched_to: dict | None = None
+        if hidden is None and outcomes is None and constant_outcomes is None:
+            n_reps = 10 if n_reps is None else n_reps
+            sizes = match_reuploading(in_features, out_features, n_qubits, n_reps, output_scale)
+            hidden, outcomes, constant_outcomes = sizes.hidden, sizes.outcomes, sizes.constant_outcomes
+            self.matched_to = {"layer": "data_reuploading", "n_qubits": sizes.n_qubits,
+                               "n_reps": n_reps, "params": sizes.target}
+        elif hidden is None or outcomes is None:
+            raise QcreepError(f"{owner} takes hidden and outcomes together (explicit sizes) or neither (sizes "
+                              f"matched to DataReUploadingLinear({in_features}, {out_features}, n_qubits, n_reps)); "
+                              f"got hidden={hidden!r}, outcomes={outcomes!r}")
+        elif n_qubits is not None or n_reps is not None:
+            raise QcreepError(f"{owner}: n_qubits and n_reps size a twin matched to the re-uploading head; with "
+                              f"explicit hidden and outcomes leave them out (got n_qubits={n_qubits!r}, "
+                              f"n_reps={n_reps!r})")
         self.hidden = _check_int(owner, "hidden", hidden, 1)
         self.outcomes = _check_int(owner, "outcomes", outcomes, 1)
-        self.constant_outcomes = _check_int(owner, "constant_outcomes", constant_outcomes, 0)
+        self.constant_outcomes = _check_int(owner, "constant_outcomes", constant_outcomes or 0, 0)
         if outcomes < out_features:
             raise QcreepError(f"{owner} reads the first {out_features} outcomes, so it needs outcomes >= "
                               f"{out_features} input-driven outcomes; got outcomes={outcomes}")
-        self.output_scale, self.bias_init = check_readout(output_scale, bias_init)
         dtype = _float_dtype(owner, dtype)
-        self.matched_to: dict | None = None
-        m = outcomes + constant_outcomes
+        m = outcomes + self.constant_outcomes
         kw = {"dtype": dtype, "device": device}
         self.weight_in = nn.Parameter(torch.randn(hidden, in_features, **kw))
         self.bias_in = nn.Parameter(torch.zeros(hidden, **kw))
@@ -347,16 +375,11 @@ class DenseTwin(nn.Module):
                 output_scale: str = "none", bias_init: str = "normal", dtype=None, device=None) -> DenseTwin:
         """The twin of ``DataReUploadingLinear(in_features, out_features, n_qubits, n_reps, ...)``.
 
-        Same readout options, and the quantum head's parameter count (exactly, or within 1%; sizes
-        from :func:`match_reuploading`).
+        As ``DenseTwin(in_features, out_features, n_qubits, n_reps, ...)``, but with the published readout
+        as its default, as the registry factories ``data_reuploading`` and ``dense_twin`` have.
         """
-        check_readout(output_scale, bias_init)
-        sizes = match_reuploading(in_features, out_features, n_qubits, n_reps, output_scale)
-        twin = cls(in_features, out_features, sizes.hidden, sizes.outcomes, sizes.constant_outcomes,
-                   output_scale=output_scale, bias_init=bias_init, dtype=dtype, device=device)
-        twin.matched_to = {"layer": "data_reuploading", "n_qubits": sizes.n_qubits,
-                           "n_reps": n_reps, "params": sizes.target}
-        return twin
+        return cls(in_features, out_features, n_qubits, n_reps, output_scale=output_scale, bias_init=bias_init,
+                   dtype=dtype, device=device)
 
     @property
     def num_parameters(self) -> int:
