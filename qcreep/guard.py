@@ -125,6 +125,16 @@ def _dtype_bytes(value) -> int:
     return _DTYPE_BYTES[key]
 
 
+def _twin_slots(config_like, settings) -> tuple[bool, bool]:
+    """(twin convolutions?, twin head?) from an assignment: classical twins are sized like the
+    quantum layers they replace (:mod:`qcreep.layers.twins`), so they count their parameters."""
+    assignment = settings.get("assignment", _get(config_like, "assignment"))
+    if not isinstance(assignment, Mapping):
+        return False, False
+    convs = any("twin" in str(v) for k, v in assignment.items() if str(k).startswith("conv"))
+    return convs, "twin" in str(assignment.get("head", ""))
+
+
 def _quantum_slots(config_like, settings) -> tuple[bool, bool]:
     """(quantum convolutions?, re-uploading head?) from explicit flags, an assignment or a level."""
     assignment = settings.get("assignment", _get(config_like, "assignment"))
@@ -200,16 +210,17 @@ def estimate_memory(config_like=None, /, **settings) -> dict:
     in_features = _count("in_features", pick("in_features", prev * h * w))
 
     quantum_convs, reuploading = _quantum_slots(config_like, settings)
+    twin_convs, twin_head = _twin_slots(config_like, settings)
     needed = min_qubits(in_features, out_features)
     n = pick("n_qubits", needed)
     n = _count("n_qubits", n)
-    if reuploading and n < needed:
+    if (reuploading or twin_head) and n < needed:
         raise ConfigError(f"the re-uploading head ({in_features} -> {out_features}) needs at least {needed} qubits "
                           f"(4**n >= {in_features} inputs and 2**n >= {out_features} outputs), got n_qubits={n}")
     dim = 2**n
 
-    n_params = conv_params_q if quantum_convs else conv_params_c
-    if reuploading:
+    n_params = conv_params_q if quantum_convs or twin_convs else conv_params_c
+    if reuploading or twin_head:
         n_params += n_reps * (4**n - 1) + out_features
     else:
         n_params += in_features * out_features + out_features
@@ -260,14 +271,25 @@ def estimate_memory(config_like=None, /, **settings) -> dict:
     }
 
 
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
 def format_bytes(n: float) -> str:
-    """``1536`` -> ``'1.5 KiB'``: binary units, one decimal."""
+    """``1536`` -> ``'1.5 KiB'``: binary units up to EiB, one decimal; beyond 1024 EiB, bytes in
+    scientific notation (``'1.6e+28 B'``), so that no size reads as thousands of the largest unit.
+
+    Example:
+        >>> format_bytes(512), format_bytes(3 * 2**60), format_bytes(2**100)
+        ('512 B', '3.0 EiB', '1.3e+30 B')
+    """
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(value) < 1024 or unit == "PiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+    if abs(value) < 1024:
+        return f"{int(value)} B"
+    for unit in _UNITS[1:]:
         value /= 1024
-    raise AssertionError("unreachable")
+        if abs(value) < 1023.95:  # what rounds to 1024.0 is shown in the next unit
+            return f"{value:.1f} {unit}"
+    return f"{float(n):.1e} B"
 
 
 def _meminfo_available() -> int | None:
@@ -370,5 +392,20 @@ def guard(config_like=None, /, device=None, available: int | None = None, **sett
     ``device`` defaults to the ``device`` of ``config_like`` (else ``"cpu"``).
     """
     estimate = estimate_memory(config_like, **settings)
+    check_memory(estimate, device or _get(config_like, "device", "cpu"), available)
+    return estimate
+
+
+def build_estimate(config_like=None, /, **settings) -> dict:
+    """What building the model (not training it) needs: its parameters, as :func:`estimate_memory`
+    counts them; the same dict with that one term (``qcreep summary`` builds, it does not train)."""
+    estimate = estimate_memory(config_like, **settings)
+    terms = {"parameters": estimate["terms"]["parameters"]}
+    return {**estimate, "terms": terms, "total": terms["parameters"], "dominant": "parameters"}
+
+
+def guard_build(config_like=None, /, device=None, available: int | None = None, **settings) -> dict:
+    """:func:`build_estimate` then :func:`check_memory`: refuse a model whose parameters alone do not fit."""
+    estimate = build_estimate(config_like, **settings)
     check_memory(estimate, device or _get(config_like, "device", "cpu"), available)
     return estimate

@@ -49,7 +49,6 @@ from qcreep.config import TrainConfig
 from qcreep.errors import ConfigError
 from qcreep.layers.reupload import BIAS_INITS, OUTPUT_SCALES
 from qcreep.records import read_record, record_path, write_record
-from qcreep.train import is_trial
 
 # A half-decade log grid from 1e-5 to 1e-1: wide enough that every rung finds its learning rate.
 DEFAULT_LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

@@ -159,6 +159,10 @@ def _batch_commands(cli) -> dict:
         "out_is_file": ["run", "--levels", "0", *TINY, "--out", root / "a_file"],
         "few_qubits_run": ["run", "--levels", "0", "2", "--n-qubits", "2", *TINY, "--out", root / "few_out"],
         "huge_reps": ["run", "--levels", "2", *TINY, "--n-reps", "1000000", "--out", root / "huge_out"],
+        # summary builds the model: its parameters alone (6 TiB here) are refused before allocation
+        "huge_reps_summary": ["summary", "--dataset", "mnist", "--level", "2", "--n-reps", "100000000"],
+        "huge_reps_summary_twin": ["summary", "--dataset", "mnist", "--level", "2", "--twin", "--n-reps",
+                                   "100000000", "--json"],
         "report_empty": ["report", root / "empty_results"],
         "report_missing": ["report", root / "no_such_results"],
     }
@@ -290,6 +294,8 @@ def test_summary_text_shows_qubits_twins_and_complex_counting(batch):
     ("out_is_file", ["a_file is an existing file, not a folder; choose another --out"]),
     ("few_qubits_run", ["needs at least 5 qubits", "n_qubits=2"]),
     ("huge_reps", ["n_reps=1000000", "this machine has", "--n-reps"]),
+    ("huge_reps_summary", ["need about 6.0 TiB (parameters: 6.0 TiB 1,638,", "this machine has", "--n-reps"]),
+    ("huge_reps_summary_twin", ["need about 6.0 TiB (parameters:", "this machine has", "--n-reps"]),
     ("report_empty", ["no run records (*.json) found under", "empty_results"]),
     ("report_missing", ["results directory", "no_such_results", "does not exist"]),
 ])
@@ -601,3 +607,77 @@ def test_fixed_lr_turns_off_its_tuning():
     assert run_settings(parser.parse_args(["run", "--no-tune"]))["tune"] == []
     assert run_settings(parser.parse_args(["run"]))["twins"] is True
     assert run_settings(parser.parse_args(["run", "--no-twins"]))["twins"] is False
+
+
+# ------------------------------------------------------------------------------ help and defaults
+
+
+def _subparsers():
+    import argparse
+
+    from qcreep.cli import build_parser
+
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def _stated_default(text: str) -> str | None:
+    """What a help text gives as the default: ``(default 0.1)``, ``(default 6: ...)``, ``learned (default)``."""
+    import re
+
+    text = " ".join(text.split())
+    found = re.search(r"([\w.-]+) \(default[),]", text) or re.search(r"(?:\(|^)default:? ([^):;,]+)", text)
+    return found.group(1).strip() if found else None
+
+
+def test_run_help_states_the_real_defaults():
+    from qcreep.cli.run import DEFAULT_LEVELS, DEFAULTS
+    from qcreep.config import TrainConfig
+    from qcreep.evaluation import HardwareSpec
+    from qcreep.executors.ray import DEFAULT_GPU_FRACTION
+    from qcreep.tuning import DEFAULT_LR_GRID
+
+    train = TrainConfig()
+    real = {
+        "seeds": DEFAULTS["seeds"], "epochs": train.epochs, "batch_size": train.batch_size,
+        "tune_epochs": DEFAULTS["tune_epochs"], "tune_seeds": DEFAULTS["tune_seeds"],
+        "val_fraction": train.val_fraction,
+        "split_seed": train.split_seed, "output_scale": train.output_scale, "bias_init": train.bias_init,
+        "n_reps": train.n_reps, "solver": train.solver, "executor": "local", "ray_address": "local",
+        "gpu_fraction": DEFAULT_GPU_FRACTION, "eval_batch_size": train.eval_batch_size, "dtype": train.dtype,
+        "device": train.device, "shot_seed": HardwareSpec().seed, "lr": "tuned",
+    }
+    helps = {a.dest: a.help or "" for a in _subparsers()["run"]._actions}
+    stated = {dest: _stated_default(text) for dest, text in helps.items()}
+    for dest, value in real.items():
+        assert stated[dest] is not None, (dest, helps[dest])
+        assert stated[dest].startswith(str(value)), (dest, stated[dest], value)
+    # every stated default is checked above (a new one must be added there)
+    assert {d for d, v in stated.items() if v is not None} - set(real) <= {"datasets", "levels", "twins", "tune",
+                                                                           "n_qubits", "seed_parallel", "out",
+                                                                           "lr_grid"}
+    assert "without tuning 5e-4" in helps["lr"] and train.lr == 5e-4
+    grid = [float(t) for t in _stated_default(helps["lr_grid"]).split() if t != "..."]
+    assert grid == [*DEFAULT_LR_GRID[:2], *DEFAULT_LR_GRID[-2:]]
+    assert "digits (default)" in helps["datasets"] and DEFAULTS["datasets"] == ["digits"]
+    assert f"default {' '.join(map(str, DEFAULT_LEVELS))}" in helps["levels"]
+    description = " ".join(_subparsers()["run"].description.split())
+    assert (f"levels {' '.join(map(str, DEFAULT_LEVELS))} and their twins on the embedded digits data, "
+            f"{DEFAULTS['seeds']} seeds, {train.epochs} epochs") in description
+
+
+def test_other_commands_state_their_argparse_defaults():
+    for name, parser in _subparsers().items():
+        for action in parser._actions:
+            stated = _stated_default(action.help or "")
+            if stated is None or action.default is None or isinstance(action.default, bool):
+                continue
+            default = action.default
+            shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+            stated = stated.removeprefix("./")
+            assert stated.startswith(shown) or shown.startswith(stated), (name, action.dest, stated, default)
+    from qcreep.config import TrainConfig
+    summary = {a.dest: a.default for a in _subparsers()["summary"]._actions}
+    train = TrainConfig()
+    assert (summary["n_reps"], summary["output_scale"], summary["bias_init"]) == (
+        train.n_reps, train.output_scale, train.bias_init)

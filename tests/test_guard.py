@@ -140,7 +140,7 @@ def test_estimate_allocates_nothing():
     # 10 qubits, a billion re-uploads: an estimate, not an allocation
     est = estimate_memory(n_qubits=10, n_reps=10**9, batch_size=10**6)
     assert est["total"] > 2**60
-    assert format_bytes(est["total"]).endswith("PiB")
+    assert format_bytes(est["total"]).endswith(("EiB", " B"))
 
 
 def test_format_bytes():
@@ -148,6 +148,35 @@ def test_format_bytes():
     assert format_bytes(1023) == "1023 B"
     assert format_bytes(1536) == "1.5 KiB"
     assert format_bytes(int(812.4 * GiB)) == "812.4 GiB"
+    assert format_bytes(3 * 2**60) == "3.0 EiB"
+    # what a user met: "14001593384960.0 PiB"
+    assert format_bytes(14001593384960.0 * 2**50) == "1.6e+28 B"
+    assert format_bytes(2**100) == "1.3e+30 B"
+    # never more than 1023.9 of a unit, and never 1024.0 from rounding
+    assert format_bytes(1023.97 * GiB) == "1.0 TiB"
+    for power in range(10, 120, 3):
+        for n in (2**power, 2**power * 1000.7):
+            text = format_bytes(n)
+            number, unit = text.split(" ")
+            assert unit in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "B"), text
+            assert float(number) < 1024 or (unit == "B" and "e+" in number), text
+
+
+def test_build_estimate_counts_the_parameters_of_a_quantum_rung_and_its_twin():
+    from qcreep.guard import build_estimate, guard_build
+
+    quantum = {"conv1": "flipped_quanv3x3", "conv2": "flipped_quanv3x3", "head": "data_reuploading"}
+    twin = {"conv1": "conv3x3_twin", "conv2": "conv3x3_twin", "head": "dense_twin"}
+    est = build_estimate(assignment=quantum, n_reps=10**6, dataset="mnist")
+    assert list(est["terms"]) == ["parameters"] and est["total"] == est["terms"]["parameters"]
+    assert est["total"] == 4 * est["settings"]["n_params"] and est["settings"]["n_params"] > 16 * 10**9
+    # a twin is sized like its quantum rung, so building it needs as much
+    assert build_estimate(assignment=twin, n_reps=10**6, dataset="mnist")["total"] == pytest.approx(est["total"],
+                                                                                                   rel=1e-3)
+    with pytest.raises(ConfigError, match=r"need about 61\.0 GiB \(parameters: 61\.0 GiB 16,383,\d{3},\d{3} "
+                                          r"parameters\) but this machine has 16\.0 GiB available; lower --n-reps"):
+        guard_build(assignment=quantum, n_reps=10**6, dataset="mnist", available=16 * GiB)
+    assert guard_build(assignment=quantum, n_reps=10, dataset="mnist", available=16 * GiB)["total"] < 2**20
 
 
 def test_available_cpu_memory_is_read(monkeypatch):

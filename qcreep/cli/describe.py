@@ -86,6 +86,12 @@ def cmd_summary(args) -> int:
         assignment = parse_assignment(args.assign, backbone)
     else:
         assignment = level_assignment(backbone, args.level if args.level is not None else 0)
+    # the parameters are allocated as the model is built: refuse before that what cannot fit (a twin
+    # is sized like its quantum rung, so the quantum assignment gives its count)
+    from qcreep.guard import guard_build
+
+    guard_build(dataset=spec.name, assignment=assignment, n_reps=args.n_reps, n_qubits=args.n_qubits,
+                angles=args.angles, input_shape=spec.input_shape, out_features=spec.num_classes)
     if args.twin:
         assignment = twin_assignment(backbone, assignment)
     torch.manual_seed(0)

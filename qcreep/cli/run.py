@@ -28,13 +28,16 @@ SWEEP_KEYS = {
     "lr": (float, False), "n_reps": (int, False), "n_qubits": (int, False), "max_train": (int, False),
     "max_test": (int, False), "eval_batch_size": (int, False), "dtype": (str, False), "device": (str, False),
     "data_dir": (str, False), "threads": (int, False), "val_fraction": (float, False), "split_seed": (int, False),
-    "tune": (str, True), "tune_epochs": (int, False), "tune_seeds": (int, False), "lr_grid": (float, True), "twins": (bool, False),
+    "tune": (str, True), "tune_epochs": (int, False), "tune_seeds": (int, False), "lr_grid": (float, True),
+    "twins": (bool, False),
     "output_scale": (str, False), "bias_init": (str, False), "solver": (str, False), "seed_parallel": (int, False),
     "executor": (str, False), "ray_address": (str, False), "gpu_fraction": (float, False),
     "shots": (int, True), "noise": (float, True), "shot_seed": (int, False),
 }
 DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 6,
             "angles": ["real"], "tune": ["lr"], "tune_epochs": 10, "tune_seeds": 1, "twins": True}
+DEFAULT_LEVELS = (0, 1, 2)  # when neither levels nor assignments are given
+DEFAULT_EPOCHS = 50  # TrainConfig.epochs (not imported here: --help stays fast); a test keeps them equal
 ALIASES = {"dataset": "datasets", "level": "levels", "assignments": "assign", "angle": "angles"}
 # settings passed to every run's TrainConfig when given
 RUN_FIELDS = ("epochs", "batch_size", "lr", "n_reps", "n_qubits", "max_train", "max_test", "eval_batch_size", "dtype",
@@ -47,8 +50,10 @@ def add_parser(sub) -> None:
     run = sub.add_parser("run", help="tune and train a ladder of runs and print the results table",
                          description="Train every (dataset, rung, angle mode, seed). Each rung's learning rate is "
                                      "first tuned on a validation split with the same budget for every rung, and "
-                                     "each quantum rung gets a classical twin. With no arguments: levels 0 1 2 and "
-                                     "their twins on the embedded digits data, 5 seeds.")
+                                     "each quantum rung gets a classical twin. With no arguments: levels "
+                                     f"{' '.join(map(str, DEFAULT_LEVELS))} and their twins on the embedded "
+                                     f"{DEFAULTS['datasets'][0]} data, {DEFAULTS['seeds']} seeds, "
+                                     f"{DEFAULT_EPOCHS} epochs.")
     run.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings; flags override it")
     run.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", metavar="NAME",
                      help="digits (default), mnist, fashion-mnist, cifar10")
@@ -63,11 +68,11 @@ def add_parser(sub) -> None:
                        help="add each quantum rung's classical twin (matched parameters and nonlinearity; default)")
     twins.add_argument("--no-twins", dest="twins", action="store_false", help="no classical twins")
     run.add_argument("--seeds", type=positive_int, metavar="N",
-                     help="seeds 0..N-1 (default 6: the fewest with which a paired test over seeds can resolve a "
-                          "difference at the 5%% level)")
+                     help=f"seeds 0..N-1 (default {DEFAULTS['seeds']}: the fewest with which a paired test over seeds "
+                          "can resolve a difference at the 5%% level)")
     run.add_argument("--angles", nargs="+", choices=["real", "complex"],
                      help="real (physical, default) and/or complex (the published code's non-unitary mode)")
-    run.add_argument("--epochs", type=positive_int, help="epochs per final run (default 50)")
+    run.add_argument("--epochs", type=positive_int, help=f"epochs per final run (default {DEFAULT_EPOCHS})")
     run.add_argument("--batch-size", type=positive_int, help="default 200")
     run.add_argument("--lr", type=positive_float,
                      help="fixed Adam learning rate (default: tuned; without tuning 5e-4, the published value)")
@@ -77,10 +82,11 @@ def add_parser(sub) -> None:
                            "(default), output_scale, bias_init, batch_size, n_reps")
     tune.add_argument("--no-tune", dest="tune", action="store_const", const=[],
                       help="no tuning: use --lr (default 5e-4) for every rung")
-    run.add_argument("--tune-epochs", type=positive_int, metavar="N", help="epochs per tuning trial (default 10)")
+    run.add_argument("--tune-epochs", type=positive_int, metavar="N",
+                     help=f"epochs per tuning trial (default {DEFAULTS['tune_epochs']})")
     run.add_argument("--tune-seeds", type=positive_int, metavar="K",
                      help="train each tuning trial from seeds 0..K-1 and choose by the mean validation score "
-                          "(default 1)")
+                          f"(default {DEFAULTS['tune_seeds']})")
     run.add_argument("--lr-grid", nargs="+", type=positive_float, metavar="LR",
                      help="learning rates tried (default 1e-5 3e-5 ... 3e-2 1e-1, a half-decade grid)")
     run.add_argument("--val-fraction", type=fraction, metavar="F",
@@ -96,7 +102,7 @@ def add_parser(sub) -> None:
     run.add_argument("--n-qubits", type=positive_int, help="qubits of the quantum head (default: the minimum)")
     run.add_argument("--solver", choices=["auto", "eigh", "expm"],
                      help="how unitaries are formed: eigh (eigendecompositions), expm (matrix products only), "
-                          "auto (default: the faster for the device)")
+                          "auto (default), the faster for the device")
     run.add_argument("--seed-parallel", type=positive_int, metavar="K",
                      help="train K seeds of a rung at once as one stacked model (default: all seeds, up to 5, "
                           "on a GPU; 1 on a CPU)")
@@ -203,7 +209,7 @@ def effective_settings(args, file_settings: dict | None = None) -> dict:
         if value is not None:
             settings[key] = value
     if not settings.get("levels") and not settings.get("assign") and not settings.get("all_assignments"):
-        settings["levels"] = [0, 1, 2]
+        settings["levels"] = list(DEFAULT_LEVELS)
     return settings
 
 
