@@ -264,6 +264,35 @@ def _in_use_error(out_dir: Path, lock_path: Path) -> OutputError:
                        "wait for it to finish or choose another --out")
 
 
+def check_not_in_use(out_dir) -> None:
+    """Raise the one-line :class:`OutputError` of :func:`results_lock` if another process holds
+    ``out_dir``; write and create nothing (a missing folder or lock file is free).
+
+    Checks that give advice about the folder's contents (an unfinished run to resume, a record of
+    another config) call this first: while another process writes there, that advice is wrong.
+    The lock is only tested (a shared lock, taken and dropped at once), not held, so the folder may
+    still be taken between this check and :func:`results_lock`, which remains the guarantee.
+    """
+    out_dir = Path(out_dir)
+    lock_path = out_dir / LOCK_NAME
+    with _HELD_GUARD:
+        held = _HELD.get(os.path.realpath(lock_path))
+        if held is not None and held.pid == os.getpid():
+            return  # this process holds it
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # no lock file (or none readable): nobody holds the folder through it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _in_use_error(out_dir, lock_path) from None
+    except OSError:
+        pass  # a file system without locks: results_lock says so when it is taken
+    finally:
+        os.close(fd)  # also drops the shared lock
+
+
 @contextlib.contextmanager
 def results_lock(out_dir, *, wait: bool = False):
     """Hold the one-writer lock of results folder ``out_dir`` for the duration of a ``with`` block.

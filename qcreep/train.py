@@ -38,7 +38,7 @@ import qcreep
 from qcreep.config import DTYPES, TrainConfig, check_device
 from qcreep.data import Split, get_spec, load_dataset, validation_split
 from qcreep.errors import CheckpointError, QcreepError
-from qcreep.files import results_lock
+from qcreep.files import check_not_in_use, results_lock
 from qcreep.models import SlotNetwork, build_model, loss_and_accuracy
 from qcreep.records import (
     METRIC_KEYS,
@@ -181,11 +181,13 @@ def solver_used(model: SlotNetwork) -> str | None:
 def preflight(config: TrainConfig, out_dir, *, resume: bool = False) -> dict | None:
     """Check, before anything trains, that ``config`` may run in ``out_dir``; return its record if any.
 
-    Errors: a record of the same run id written under another config, and an unfinished run
-    (record or checkpoint) when ``resume`` is false. Nothing is written.
+    Errors: ``out_dir`` in use by another process (first: while another writer is there, advice
+    about the folder's files would be wrong), a record of the same run id written under another
+    config, and an unfinished run (record or checkpoint) when ``resume`` is false. Nothing is written.
     """
     config.validate()
     out_dir = Path(out_dir)
+    check_not_in_use(out_dir)
     rec_path, ckpt_path = record_path(out_dir, config), checkpoint_path(out_dir, config)
     existing = read_record(rec_path) if rec_path.exists() else None
     if existing is not None:

@@ -179,6 +179,49 @@ def test_lock_is_released_when_the_holder_is_killed(tmp_path, holder_factory):
     assert (out / LOCK_NAME).exists()
 
 
+def test_check_not_in_use_names_the_holder_and_writes_nothing(tmp_path, holder_factory):
+    files.check_not_in_use(tmp_path / "missing")  # free, and nothing is created
+    assert not (tmp_path / "missing").exists()
+    out = tmp_path / "runs"
+    holder = holder_factory(out)
+    before = (out / LOCK_NAME).read_bytes()
+    with pytest.raises(OutputError, match=rf"results folder {out} is in use by another qcreep process "
+                                          rf"\(pid {holder.pid} on "):
+        files.check_not_in_use(out)
+    assert (out / LOCK_NAME).read_bytes() == before
+    holder.release()
+    files.check_not_in_use(out)
+    with results_lock(out):
+        files.check_not_in_use(out)  # this process holds it
+
+
+def test_a_busy_folder_is_reported_before_advice_about_its_runs(tmp_path, holder_factory):
+    """While another process holds OUT, its unfinished run must not be met with "resume it"."""
+    from qcreep.config import TrainConfig
+    from qcreep.train import fit
+
+    out = tmp_path / "runs"
+    config = TrainConfig(dataset="digits", level=0, epochs=2, max_train=60, max_test=20).validate()
+    fit(config, out, progress=False, log=lambda m: None, stop_after=1)  # an unfinished run: 1 of 2 epochs
+    holder = holder_factory(out)
+    for resume in (False, True):
+        with pytest.raises(OutputError, match=rf"in use by another qcreep process \(pid {holder.pid} "):
+            fit(config, out, progress=False, log=lambda m: None, resume=resume)
+    # the command line: one line naming the holder, exit 2
+    argv = [sys.executable, "-m", "qcreep.cli", "run", "--levels", "0", "--seeds", "1", "--no-tune", "--no-twins",
+            "--epochs", "2", "--max-train", "60", "--max-test", "20", "--threads", "1", "--no-progress",
+            "--out", str(out)]
+    run = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=300)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qcreep: error: results folder"), run.stderr
+    assert f"pid {holder.pid} " in lines[0] and "resume" not in lines[0]
+    holder.release()
+    # once free, the same command gets the advice about the unfinished run
+    run = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=300)
+    assert run.returncode == 2 and "has an earlier checkpoint" in run.stderr, run.stderr
+
+
 def test_nested_use_in_one_process_does_not_deadlock(tmp_path):
     out = tmp_path / "runs"
     with results_lock(out):

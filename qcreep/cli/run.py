@@ -257,7 +257,7 @@ def run_settings(args) -> dict:
 def cmd_run(args) -> int:
     from qcreep.data import get_spec
     from qcreep.executors import make_executor
-    from qcreep.files import ensure_dir, results_lock
+    from qcreep.files import check_not_in_use, ensure_dir, results_lock
     from qcreep.models import all_assignments, assignment_label, hybridnet
     from qcreep.report import load_records, markdown_table, summarize, write_report
     from qcreep.sweep import default_seed_parallel, plan, preflight_sweep, run_sweep
@@ -289,7 +289,10 @@ def cmd_run(args) -> int:
         hardware = HardwareSpec(shots=tuple(settings.get("shots") or ()), noise=tuple(settings.get("noise") or ()),
                                 seed=settings.get("shot_seed") or 0).validate()
     out_dir = Path(args.out)
-    # every check before anything is written: data, every rung's model and memory, existing records
+    # every check before anything is written: another writer in the folder (first, since the advice of
+    # the other checks about its files would be wrong then), data, every rung's model and memory,
+    # existing records
+    check_not_in_use(out_dir)
     data = preflight_sweep(configs, out_dir, resume=args.resume, check_records=tuning is None)
     if tuning is not None:
         from qcreep.sweep import rung_groups
