@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from qcreep.creep import quantum_layers
 from qcreep.data import get_spec
 from qcreep.errors import QcreepError
 from qcreep.files import atomic_write_json, atomic_write_text
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
                                   f"{r['transpile_seconds']:.2f}{cached} | {seconds:.1f} |")
                 print(f"level {level}, optimisation level {opt}: {seconds:.1f} s", flush=True)
             if level == 2:
-                head = model.quantum_layers()["head"]
+                head = quantum_layers(model)["head"]
                 for opt in args.optimization_levels:
                     results["unitary_timing"].append(time_one_unitary(head, opt, args.seed))
         rows2 = next(r["rows"] for r in results["runs"] if r["level"] == 2)

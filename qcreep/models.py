@@ -1,30 +1,36 @@
-"""Networks whose layers are vacancies: backbones of typed slots, filled by level or by assignment.
+"""Networks whose layers are vacancies: the paper's HybridNet, backbones of slots, levels and assignments.
 
-A :class:`Backbone` is an ordered list of steps. A step is either a named :class:`SlotSpec` (a
-vacancy with a fixed input/output type and a classical and a quantum default candidate) or a fixed
-operation between slots (``flatten``). :func:`hybridnet` is the paper's network:
+Every network, the paper's included, goes through one mechanism, :func:`qcreep.creep.creep`: its
+slots are found in the module tree and filled in a copy (:meth:`qcreep.creep.Creep.build`). A
+:class:`Backbone` is a model's found slots together with each slot's classical and quantum
+candidates and the model's named **replacement levels**, if it has any.
 
-    conv1 (conv3x3, C_in -> 32) -> conv2 (conv3x3, 32 -> 16) -> flatten -> head (dense -> 10)
+:class:`HybridNet` is the paper's network, an ordinary ``nn.Module``:
 
-with no activations and no normalisation. Slots are filled either by the paper's **replacement
-level** (0: all classical, 1: both convolutions quantum, 2: all quantum) or by an explicit
+    conv1 (Conv2d C_in -> 32, 3x3) -> conv2 (Conv2d 32 -> 16, 3x3) -> flatten -> head (Linear -> 10)
+
+with no activations and no normalisation. :func:`hybridnet` is its backbone. Its levels are the
+paper's (0: all classical, 1: both convolutions quantum, 2: all quantum), and its classical
+candidates are the registered ``conv2d`` and ``linear``: every slot of a built HybridNet is a
+fresh registered layer, created in slot order from the caller's random state, so a seed gives the
+same initial weights as the paper's code. Slots are filled either by level or by an explicit
 **assignment** ``{slot: layer name}``; :func:`all_assignments` lists every assignment from
-all-classical to all-quantum. :class:`SlotNetwork` checks that every filled slot fits, before any
-data flows, and reports a per-slot summary.
+all-classical to all-quantum.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from qcreep.creep import ORIGINAL, Creep, build_info, check_candidate, creep, quantum_layers
 from qcreep.errors import QcreepError
-from qcreep.layers import count_parameters, create_layer, get_layer_entry, list_layers
-from qcreep.slots import Conv3x3Slot, DenseSlot
+from qcreep.layers import count_parameters, get_layer_entry, layer_entries
+from qcreep.slots import ConvSlot, DenseSlot
 
 
 @dataclass(frozen=True)
@@ -32,110 +38,150 @@ class SlotSpec:
     """A named vacancy: its slot type and the candidates a ladder swaps between."""
 
     name: str
-    slot: Conv3x3Slot | DenseSlot
+    slot: ConvSlot | DenseSlot
     classical: str
     quantum: str
 
 
-@dataclass(frozen=True)
-class FixedStep:
-    """A fixed operation between slots. ``op`` is one of :data:`FIXED_OPS`."""
-
-    op: str
-
-
-def _flatten_shape(shape):
-    return (math.prod(shape),)
+def default_quantum(kind: str) -> str:
+    """The quantum candidate a slot of ``kind`` gets when its model names none: the paper's layers."""
+    return {"conv": "flipped_quanv3x3", "dense": "data_reuploading"}.get(kind) or \
+        next(e.name for e in layer_entries(kind) if e.quantum)
 
 
-FIXED_OPS = {"flatten": (lambda: nn.Flatten(start_dim=1), _flatten_shape)}
-
-
-@dataclass(frozen=True)
+@dataclass
 class Backbone:
-    """An ordered list of slots and fixed steps, for inputs of ``input_shape`` (without batch)."""
+    """A model's slots (found by :func:`qcreep.creep.creep`), their candidates and the model's levels.
+
+    Attributes:
+        name: how tables and summaries name the model.
+        input_shape: per-example input shape ``(C, H, W)`` or ``(F,)``.
+        found: the :class:`~qcreep.creep.Creep` of the template model.
+        classical / quantum: each slot's classical and quantum candidate (``original`` keeps the
+            user's module; the default quantum candidate is the paper's layer of the slot's kind).
+        levels: named replacement levels, ``{level: slots that are quantum}`` (HybridNet's 0, 1, 2).
+        keeps_original: whether a slot may keep the template's own module (``original``). HybridNet's
+            template is built outside the caller's random state and its weights are never used:
+            every slot of it is a fresh registered layer.
+    """
 
     name: str
     input_shape: tuple[int, ...]
-    steps: tuple[SlotSpec | FixedStep, ...]
+    found: Creep
+    classical: dict[str, str] = field(default_factory=dict)
+    quantum: dict[str, str] = field(default_factory=dict)
     levels: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    keeps_original: bool = True
 
     def __post_init__(self):
-        names = [s.name for s in self.slots]
-        if len(set(names)) != len(names):
-            raise QcreepError(f"backbone '{self.name}' has repeated slot names: {', '.join(names)}")
-        for step in self.steps:
-            if isinstance(step, FixedStep) and step.op not in FIXED_OPS:
-                raise QcreepError(f"unknown fixed step '{step.op}'; valid: {', '.join(sorted(FIXED_OPS))}")
+        for s in self.found.slots:
+            self.classical.setdefault(s.name, ORIGINAL)
+            self.quantum.setdefault(s.name, default_quantum(s.kind))
         for quantum_slots in self.levels.values():
             for slot in quantum_slots:
                 self.slot(slot)
 
     @property
     def slots(self) -> list[SlotSpec]:
-        return [s for s in self.steps if isinstance(s, SlotSpec)]
+        return [SlotSpec(s.name, s.slot, self.classical[s.name], self.quantum[s.name]) for s in self.found.slots]
 
     @property
     def slot_names(self) -> list[str]:
-        return [s.name for s in self.slots]
+        return self.found.names
 
     def slot(self, name: str) -> SlotSpec:
         for spec in self.slots:
             if spec.name == name:
                 return spec
-        raise QcreepError(f"unknown slot '{name}'; slots of {self.name}: {', '.join(self.slot_names)}")
+        raise QcreepError(f"unknown slot '{name}'; slots of {self.name}: {', '.join(self.slot_names) or '(none)'}")
 
     def shapes(self) -> list[tuple[str, tuple, tuple]]:
-        """``(step name, input shape, output shape)`` for every step, by slot shape arithmetic.
-
-        Raises a :class:`QcreepError` naming the slot where the shapes stop fitting.
-        """
-        shape = tuple(self.input_shape)
-        out = []
-        for step in self.steps:
-            if isinstance(step, SlotSpec):
-                new = step.slot.output_shape(shape, step.name)
-                out.append((step.name, shape, new))
-            else:
-                new = FIXED_OPS[step.op][1](shape)
-                out.append((step.op, shape, new))
-            shape = new
-        return out
+        """``(slot name, input shape, output shape)`` for every slot, in forward order."""
+        return [(s.name, s.input_shape, s.output_shape) for s in self.found.slots]
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        return self.shapes()[-1][2]
+        return tuple(self.found.output_shape)
+
+
+def backbone_of(model: nn.Module, input_shape, *, slots=None, name: str | None = None, classical=None,
+                quantum=None, levels=None, dtype=None, keeps_original: bool = True) -> Backbone:
+    """The :class:`Backbone` of any ``model`` for inputs of ``input_shape`` (per example)."""
+    param = next(model.parameters(), None)
+    dtype = dtype or (param.dtype if param is not None and not param.is_complex() else torch.get_default_dtype())
+    device = param.device if param is not None else None
+    example = torch.zeros(2, *input_shape, dtype=dtype, device=device)
+    found = creep(model, example, slots)
+    return Backbone(name or type(model).__name__, tuple(input_shape), found, dict(classical or {}),
+                    dict(quantum or {}), dict(levels or {}), keeps_original)
+
+
+class HybridNet(nn.Module):
+    """The paper's HybridNet (Wang et al., arXiv:2409.17583) for images of ``input_shape = (C, H, W)``.
+
+    ``conv1 = Conv2d(C, 32, 3)``, ``conv2 = Conv2d(32, 16, 3)``, flatten, ``head = Linear(16 (H - 4)
+    (W - 4), num_classes)``; no activations, no normalisation. ``head`` takes 12544 features for
+    32x32 inputs (7 qubits when quantum), 1024 for the 12x12 padded digits (5 qubits).
+
+    Example:
+        >>> import torch
+        >>> net = HybridNet((1, 12, 12))
+        >>> net(torch.zeros(2, 1, 12, 12)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, input_shape=(1, 32, 32), num_classes: int = 10, *, dtype=None, device=None):
+        super().__init__()
+        if len(input_shape) != 3:
+            raise QcreepError(f"hybridnet takes an image input shape (C, H, W), got {tuple(input_shape)}")
+        c, h, w = input_shape
+        if h < 5 or w < 5:
+            raise QcreepError(f"hybridnet needs images of at least 5x5 (two 3x3 convolutions), "
+                              f"got {tuple(input_shape)}")
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self.conv1 = nn.Conv2d(c, 32, 3, dtype=dtype, device=device)
+        self.conv2 = nn.Conv2d(32, 16, 3, dtype=dtype, device=device)
+        self.flatten = nn.Flatten(start_dim=1)
+        self.head = nn.Linear(16 * (h - 4) * (w - 4), num_classes, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise QcreepError(f"hybridnet expects input (B, {', '.join(map(str, self.input_shape))}), "
+                              f"got {tuple(x.shape)}")
+        return self.head(self.flatten(self.conv2(self.conv1(x))))
+
+
+HYBRIDNET_LEVELS = {0: (), 1: ("conv1", "conv2"), 2: ("conv1", "conv2", "head")}
+
+
+@functools.lru_cache(maxsize=32)
+def _hybridnet(input_shape: tuple, num_classes: int) -> Backbone:
+    with torch.random.fork_rng(devices=[]):  # its own weights are never used (every slot is built fresh)
+        template = HybridNet(input_shape, num_classes)
+    return backbone_of(template, input_shape, name="hybridnet", keeps_original=False,
+                       classical={"conv1": "conv2d", "conv2": "conv2d", "head": "linear"},
+                       quantum={"conv1": "flipped_quanv3x3", "conv2": "flipped_quanv3x3", "head": "data_reuploading"},
+                       levels=HYBRIDNET_LEVELS)
 
 
 def hybridnet(input_shape=(1, 32, 32), num_classes: int = 10) -> Backbone:
-    """The paper's HybridNet for images of ``input_shape = (C, H, W)``.
+    """The paper's HybridNet as a backbone: slots ``conv1``, ``conv2``, ``head`` and levels 0, 1, 2.
 
-    ``head`` takes ``16 * (H - 4) * (W - 4)`` features: 12544 for 32x32 inputs (7 qubits), 1024 for
-    the 12x12 padded digits (5 qubits).
+    Example:
+        >>> backbone = hybridnet((1, 12, 12))
+        >>> [(s.name, s.slot.describe()) for s in backbone.slots]  # doctest: +NORMALIZE_WHITESPACE
+        [('conv1', "conv 3x3 (1, H, W) -> (32, H', W')"), ('conv2', "conv 3x3 (32, H, W) -> (16, H', W')"),
+         ('head', 'dense (1024,) -> (10,)')]
     """
-    if len(input_shape) != 3:
+    if isinstance(input_shape, (list, tuple)) and len(input_shape) != 3:
         raise QcreepError(f"hybridnet takes an image input shape (C, H, W), got {tuple(input_shape)}")
-    c, h, w = input_shape
-    if h < 5 or w < 5:
-        raise QcreepError(f"hybridnet needs images of at least 5x5 (two 3x3 convolutions), got {tuple(input_shape)}")
-    features = 16 * (h - 4) * (w - 4)
-    return Backbone(
-        name="hybridnet",
-        input_shape=tuple(input_shape),
-        steps=(
-            SlotSpec("conv1", Conv3x3Slot(c, 32), classical="conv2d", quantum="flipped_quanv3x3"),
-            SlotSpec("conv2", Conv3x3Slot(32, 16), classical="conv2d", quantum="flipped_quanv3x3"),
-            FixedStep("flatten"),
-            SlotSpec("head", DenseSlot(features, num_classes), classical="linear", quantum="data_reuploading"),
-        ),
-        levels={0: (), 1: ("conv1", "conv2"), 2: ("conv1", "conv2", "head")},
-    )
+    return _hybridnet(tuple(int(v) for v in input_shape), int(num_classes))
 
 
 def level_assignment(backbone: Backbone, level: int) -> dict[str, str]:
     """The assignment of a replacement level: the level's slots quantum, the others classical."""
     if isinstance(level, bool) or level not in backbone.levels:
-        valid = ", ".join(str(k) for k in sorted(backbone.levels))
+        valid = ", ".join(str(k) for k in sorted(backbone.levels)) or "(none: this model has no named levels)"
         raise QcreepError(f"unknown replacement level {level!r} for {backbone.name}; valid levels: {valid}")
     quantum = set(backbone.levels[level])
     return {s.name: (s.quantum if s.name in quantum else s.classical) for s in backbone.slots}
@@ -151,8 +197,9 @@ def parse_assignment(spec, backbone: Backbone) -> dict[str, str]:
         items = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
             if "=" not in part:
-                raise QcreepError("assignment entries look like SLOT=LAYER (e.g. conv1=flipped_quanv3x3), "
-                                  f"got '{part}'")
+                first = backbone.slots[0] if backbone.slots else None
+                example = f"{first.name}={first.quantum}" if first else "SLOT=LAYER"
+                raise QcreepError(f"assignment entries look like SLOT=LAYER (e.g. {example}), got '{part}'")
             slot, layer = (x.strip() for x in part.split("=", 1))
             if slot in items:
                 raise QcreepError(f"slot '{slot}' is assigned twice in '{spec}'")
@@ -163,21 +210,15 @@ def parse_assignment(spec, backbone: Backbone) -> dict[str, str]:
     assignment = {s.name: s.classical for s in backbone.slots}
     for slot_name, layer in spec.items():
         slot = backbone.slot(slot_name)
-        _check_candidate(slot, layer)
+        _check_candidate(backbone, slot, layer)
         assignment[slot_name] = layer
     return assignment
 
 
-def _check_candidate(spec: SlotSpec, layer: str) -> None:
-    kind = spec.slot.kind
-    if layer in list_layers(kind):
+def _check_candidate(backbone: Backbone, spec: SlotSpec, layer: str) -> None:
+    if layer == ORIGINAL and backbone.keeps_original:
         return
-    other = [k for k in ("conv3x3", "dense") if k != kind and layer in list_layers(k)]
-    if other:
-        raise QcreepError(f"slot '{spec.name}' ({spec.slot.describe()}) cannot take '{layer}', which fills "
-                          f"{other[0]} slots; valid for this slot: {', '.join(list_layers(kind))}")
-    raise QcreepError(f"unknown layer '{layer}' for slot '{spec.name}' ({spec.slot.describe()}); "
-                      f"valid: {', '.join(list_layers(kind))}")
+    check_candidate(spec.name, spec.slot, layer, original=backbone.keeps_original)
 
 
 def all_assignments(backbone: Backbone) -> list[dict[str, str]]:
@@ -192,6 +233,14 @@ def all_assignments(backbone: Backbone) -> list[dict[str, str]]:
     return [{s.name: (s.quantum if q else s.classical) for s, q in zip(slots, bits)} for bits in combos]
 
 
+def _kind(backbone: Backbone, slot_name: str) -> str:
+    return backbone.slot(slot_name).slot.kind
+
+
+def _is_quantum(backbone: Backbone, slot_name: str, layer: str) -> bool:
+    return layer != ORIGINAL and get_layer_entry(layer, _kind(backbone, slot_name)).quantum
+
+
 def twin_assignment(backbone: Backbone, assignment: dict[str, str]) -> dict[str, str]:
     """``assignment`` with every quantum layer replaced by its registered classical twin.
 
@@ -203,16 +252,13 @@ def twin_assignment(backbone: Backbone, assignment: dict[str, str]) -> dict[str,
     """
     from qcreep.layers.registry import twin_for  # noqa: PLC0415 - the registry grows as layers import
 
-    twin = {}
-    for slot_name, layer in assignment.items():
-        kind = backbone.slot(slot_name).slot.kind
-        twin[slot_name] = twin_for(layer, kind) if get_layer_entry(layer, kind).quantum else layer
-    return twin
+    return {slot_name: twin_for(layer, _kind(backbone, slot_name)) if _is_quantum(backbone, slot_name, layer)
+            else layer for slot_name, layer in assignment.items()}
 
 
 def is_quantum_assignment(backbone: Backbone, assignment: dict[str, str]) -> bool:
     """True when at least one slot holds a quantum layer."""
-    return any(get_layer_entry(layer, backbone.slot(s).slot.kind).quantum for s, layer in assignment.items())
+    return any(_is_quantum(backbone, s, layer) for s, layer in assignment.items())
 
 
 def assignment_label(assignment: dict[str, str]) -> str:
@@ -228,102 +274,60 @@ def level_of(backbone: Backbone, assignment: dict[str, str]) -> int | None:
     return None
 
 
-class SlotNetwork(nn.Module):
-    """A backbone with every slot filled. ``forward`` runs the steps in order.
+def fill(backbone: Backbone, assignment: dict[str, str], *, check: bool = True, **layer_options) -> nn.Module:
+    """``backbone``'s model with every slot filled by ``assignment`` (every slot named), via :meth:`Creep.build`.
 
-    Args:
-        backbone: the slots and fixed steps.
-        assignment: ``{slot name: registered layer name}`` for every slot.
-        layer_options: passed to every layer factory (each takes the options it names), e.g.
-            ``angles="real"``, ``n_reps=10``, ``n_qubits=None``, ``dtype``, ``device``.
-        check: run one zero input through each filled slot at build time to verify that the layer
-            really gives the slot's output shape (catches third-party layers that do not fit).
+    The built model records its backbone's name, input shape and level (see :func:`summary`).
     """
+    missing = [s for s in backbone.slot_names if s not in assignment]
+    extra = [s for s in assignment if s not in backbone.slot_names]
+    if extra:
+        backbone.slot(extra[0])
+    if missing:
+        raise QcreepError(f"no layer assigned to slot(s) {', '.join(missing)} of {backbone.name}")
+    for name, layer in assignment.items():
+        _check_candidate(backbone, backbone.slot(name), layer)
+    model = backbone.found.build({s: assignment[s] for s in backbone.slot_names}, check=check, **layer_options)
+    info = build_info(model)
+    info.update(backbone=backbone.name, input_shape=list(backbone.input_shape),
+                level=level_of(backbone, info["assignment"]),
+                shapes={name: [list(i), list(o)] for name, i, o in backbone.shapes()})
+    return model
 
-    def __init__(self, backbone: Backbone, assignment: dict[str, str], *, check: bool = True, **layer_options):
-        super().__init__()
-        self.backbone = backbone
-        missing = [s for s in backbone.slot_names if s not in assignment]
-        extra = [s for s in assignment if s not in backbone.slot_names]
-        if extra:
-            backbone.slot(extra[0])
-        if missing:
-            raise QcreepError(f"no layer assigned to slot(s) {', '.join(missing)} of {backbone.name}")
-        self.assignment = {s: assignment[s] for s in backbone.slot_names}
-        shapes = backbone.shapes()
-        self._shapes = {name: (i, o) for name, i, o in shapes}
-        self.steps = nn.ModuleDict()
-        for index, step in enumerate(backbone.steps):
-            if isinstance(step, SlotSpec):
-                layer_name = self.assignment[step.name]
-                _check_candidate(step, layer_name)
-                try:
-                    layer = create_layer(layer_name, step.slot, **layer_options)
-                except QcreepError as err:
-                    raise QcreepError(f"slot '{step.name}' ({step.slot.describe()}), layer '{layer_name}': "
-                                      f"{err}") from None
-                if check:
-                    self._check_layer(step, layer_name, layer, layer_options)
-                self.steps[step.name] = layer
-            else:
-                self.steps[f"{step.op}_{index}"] = FIXED_OPS[step.op][0]()
 
-    def _check_layer(self, step: SlotSpec, layer_name: str, layer: nn.Module, options) -> None:
-        in_shape, out_shape = self._shapes[step.name]
-        param = next(layer.parameters(), None)
-        dtype = param.real.dtype if param is not None and param.is_complex() else (
-            param.dtype if param is not None else torch.get_default_dtype())
-        device = param.device if param is not None else None
-        with torch.no_grad():
-            try:
-                y = layer(torch.zeros(1, *in_shape, dtype=dtype, device=device))
-            except Exception as err:  # a layer that cannot take the slot's input, whatever it raises
-                message = " ".join(str(err).split())
-                if not isinstance(err, QcreepError):
-                    message = f"it fails on input {(1, *in_shape)} ({type(err).__name__}: {message})"
-                raise QcreepError(f"slot '{step.name}' ({step.slot.describe()}), layer '{layer_name}': "
-                                  f"{message}") from None
-        if tuple(y.shape[1:]) != tuple(out_shape) or y.is_complex():
-            raise QcreepError(f"slot '{step.name}' expects real output {tuple(out_shape)} from input "
-                              f"{tuple(in_shape)}; "
-                              f"layer '{layer_name}' gave {tuple(y.shape[1:])} {y.dtype}")
+def summary(model: nn.Module) -> dict:
+    """Per slot of a built model: layer, quantum or not, input/output shape, parameter count; and the total."""
+    info = build_info(model)
+    if info is None:
+        raise QcreepError(f"{type(model).__name__} was not built by qcreep (creep(...).build() or build_model())")
+    rows = []
+    for name, layer_name in info["assignment"].items():
+        layer = model.get_submodule(name)
+        kind = info["slots"][name]
+        shapes = info.get("shapes", {}).get(name, [[], []])
+        quantum = name in info["quantum"]
+        shown = type(layer).__name__ if layer_name == ORIGINAL else layer_name
+        row = {"slot": name, "kind": kind, "layer": shown, "quantum": quantum, "input": list(shapes[0]),
+               "output": list(shapes[1]), "params": count_parameters(layer)}
+        for key in ("n_qubits", "n_reps", "output_scale", "bias_init"):
+            if hasattr(layer, key):
+                row[key] = getattr(layer, key)
+        if layer_name != ORIGINAL:
+            entry = get_layer_entry(layer_name, kind)
+            if entry.twin_of:
+                row["twin_of"] = entry.twin_of
+        else:
+            row["original"] = True
+        rows.append(row)
+    return {"backbone": info.get("backbone", type(model).__name__), "input_shape": info.get("input_shape", []),
+            "assignment": dict(info["assignment"]), "level": info.get("level"), "slots": rows,
+            "total_params": count_parameters(model)}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        expected = tuple(self.backbone.input_shape)
-        if tuple(x.shape[1:]) != expected:
-            raise QcreepError(f"{self.backbone.name} expects input (B, {', '.join(map(str, expected))}), "
-                              f"got {tuple(x.shape)}")
-        for module in self.steps.values():
-            x = module(x)
-        return x
 
-    def quantum_layers(self) -> dict[str, nn.Module]:
-        return {name: self.steps[name] for name in self.backbone.slot_names
-                if get_layer_entry(self.assignment[name], self.backbone.slot(name).slot.kind).quantum}
-
-    def summary(self) -> dict:
-        """Per slot: candidate, quantum or not, input/output shape, parameter count; and the total."""
-        rows = []
-        for step_name, in_shape, out_shape in self.backbone.shapes():
-            if step_name in self.assignment:
-                spec = self.backbone.slot(step_name)
-                entry = get_layer_entry(self.assignment[step_name], spec.slot.kind)
-                layer = self.steps[step_name]
-                row = {"slot": step_name, "kind": spec.slot.kind, "layer": entry.name,
-                       "quantum": entry.quantum, "input": list(in_shape), "output": list(out_shape),
-                       "params": count_parameters(layer)}
-                for key in ("n_qubits", "n_reps", "output_scale", "bias_init"):
-                    if hasattr(layer, key):
-                        row[key] = getattr(layer, key)
-                if entry.twin_of:
-                    row["twin_of"] = entry.twin_of
-                rows.append(row)
-            else:
-                rows.append({"slot": step_name, "kind": "fixed", "layer": step_name, "quantum": False,
-                             "input": list(in_shape), "output": list(out_shape), "params": 0})
-        return {"backbone": self.backbone.name, "input_shape": list(self.backbone.input_shape),
-                "assignment": dict(self.assignment), "level": level_of(self.backbone, self.assignment),
-                "slots": rows, "total_params": count_parameters(self)}
+def assignment_of(model: nn.Module) -> dict[str, str]:
+    """The assignment a built model was filled with."""
+    info = build_info(model)
+    return dict(info["assignment"]) if info else {}
 
 
 def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
@@ -368,6 +372,8 @@ def format_summary(summary: dict) -> str:
             details.append(f"readout scale {row['output_scale']}, bias init {row['bias_init']}")
         if "twin_of" in row:
             details.append(f"classical twin of {row['twin_of']}")
+        if row.get("original"):
+            details.append("the model's own layer")
         lines.append((row["slot"], row["kind"], layer, "x".join(map(str, row["input"])),
                       "x".join(map(str, row["output"])), f"{row['params']:,}", "; ".join(details)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -380,13 +386,20 @@ def format_summary(summary: dict) -> str:
 
 
 def build_model(input_shape=(1, 32, 32), *, level: int | None = None, assignment=None,
-                num_classes: int = 10, backbone: Backbone | None = None, **layer_options) -> SlotNetwork:
-    """The paper's HybridNet (or ``backbone``) filled by ``level`` or by ``assignment``.
+                num_classes: int = 10, backbone: Backbone | None = None, **layer_options) -> nn.Module:
+    """The paper's HybridNet (or ``backbone``'s model) filled by ``level`` or by ``assignment``.
 
-    Exactly one of ``level`` and ``assignment`` is given.
+    Exactly one of ``level`` and ``assignment`` is given. New layers draw their initial values from
+    the current torch random state, in slot order.
     """
     backbone = backbone or hybridnet(input_shape, num_classes)
     if (level is None) == (assignment is None):
         raise QcreepError("give exactly one of level (0, 1, 2) and assignment (e.g. conv1=flipped_quanv3x3)")
     filled = level_assignment(backbone, level) if level is not None else parse_assignment(assignment, backbone)
-    return SlotNetwork(backbone, filled, **layer_options)
+    return fill(backbone, filled, **layer_options)
+
+
+__all__ = ["Backbone", "HybridNet", "ORIGINAL", "SlotSpec", "all_assignments", "assignment_label", "assignment_of",
+           "backbone_of", "build_model", "default_quantum", "fill", "format_summary", "hybridnet",
+           "is_quantum_assignment", "level_assignment", "level_of", "loss_and_accuracy", "parse_assignment",
+           "quantum_layers", "summary", "twin_assignment"]

@@ -121,4 +121,13 @@ def load_checkpoint(path, config: TrainConfig) -> dict:
         raise CheckpointError(f"checkpoint {path} was written for another config ({diff}); "
                               "use another --out or drop --resume")
     ckpt["metrics"] = json.loads(ckpt["metrics"])
+    ckpt["model"] = upgrade_state_dict(ckpt["model"])
     return ckpt
+
+
+def upgrade_state_dict(state: dict) -> dict:
+    """Model weights under today's names: HybridNet kept its slots under ``steps.`` until it became an
+    ordinary module (``steps.conv1.weight`` is now ``conv1.weight``), so earlier checkpoints still load."""
+    if state and all(key.startswith("steps.") for key in state):
+        return {key.removeprefix("steps."): value for key, value in state.items()}
+    return state

@@ -36,10 +36,11 @@ import torch.nn.functional as F
 
 import qcreep
 from qcreep.config import DTYPES, TrainConfig, check_device
+from qcreep.creep import quantum_layers
 from qcreep.data import Split, get_spec, load_dataset, validation_split
 from qcreep.errors import CheckpointError, QcreepError
 from qcreep.files import check_not_in_use, results_lock
-from qcreep.models import SlotNetwork, build_model, loss_and_accuracy
+from qcreep.models import build_model, loss_and_accuracy, summary
 from qcreep.records import (
     METRIC_KEYS,
     RECORD_VERSION,
@@ -79,7 +80,7 @@ def prepare_data(config: TrainConfig, data=None) -> RunData:
     return RunData(fit_part, val, test)
 
 
-def build_run_model(config: TrainConfig) -> SlotNetwork:
+def build_run_model(config: TrainConfig) -> torch.nn.Module:
     """The model of ``config``, initialised from ``torch.manual_seed(config.seed)``."""
     spec = get_spec(config.dataset)
     torch.manual_seed(config.seed)
@@ -104,9 +105,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
         model.train()
 
 
-def physicality(model: SlotNetwork, x_sample: torch.Tensor) -> dict:
+def physicality(model: torch.nn.Module, x_sample: torch.Tensor) -> dict:
     """Unitarity of every quantum layer's gates and the norms of its states on ``x_sample``."""
-    layers = {name: layer for name, layer in model.quantum_layers().items() if hasattr(layer, "physicality")}
+    layers = {name: layer for name, layer in quantum_layers(model).items() if hasattr(layer, "physicality")}
     if not layers:
         return {}
     captured = {}
@@ -162,9 +163,9 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.lr)
 
 
-def solver_used(model: SlotNetwork) -> str | None:
+def solver_used(model: torch.nn.Module) -> str | None:
     """The solver the quantum layers resolved to on their device (None without a quantum layer)."""
-    for layer in model.quantum_layers().values():
+    for layer in quantum_layers(model).values():
         resolved = getattr(layer, "resolved_solver", None)
         if callable(resolved):
             param = next(layer.parameters(), None)
@@ -251,13 +252,13 @@ class RunTracker:
         elif resume and existing is not None and existing.get("epochs_completed", 0) > 0:
             raise CheckpointError(f"{self.rec_path} records {existing['epochs_completed']} epochs but its checkpoint "
                                   f"{self.ckpt_path} is missing; move the record away to start the run again")
-        summary = self.model.summary()
+        slot_summary = summary(self.model)
         self.record = {
             "record_version": RECORD_VERSION, "qcreep_version": qcreep.__version__,
             "dataset": config.dataset, "level": config.level, "assignment": dict(config.assignment),
             "label": config.rung_label, "twin_of": config.twin_of, "angles": config.angles, "seed": config.seed,
             "run_id": config.run_id, "config_hash": config.config_hash, "status": "running",
-            "n_params": summary["total_params"], "summary": summary["slots"],
+            "n_params": slot_summary["total_params"], "summary": slot_summary["slots"],
             "readout": {"output_scale": config.output_scale, "bias_init": config.bias_init},
             "solver": solver_used(self.model), "tuning": config.tuning,
             "split": {"fit": len(data.fit), "validation": len(data.val) if data.val is not None else 0,

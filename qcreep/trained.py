@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from qcreep.config import FINGERPRINT_KEYS, TrainConfig
 from qcreep.data import get_spec
 from qcreep.errors import CheckpointError, ConfigError, QcreepError
-from qcreep.models import SlotNetwork, hybridnet, level_of
+from qcreep.models import hybridnet, level_of
 from qcreep.records import load_checkpoint, read_record
 from qcreep.train import build_run_model
 
@@ -33,7 +34,7 @@ class TrainedRun:
     """A finished (or checkpointed) run: its config, its network with the trained weights, and how far it got."""
 
     config: TrainConfig
-    model: SlotNetwork
+    model: nn.Module
     epochs_completed: int
     checkpoint: Path
 

@@ -164,6 +164,9 @@ def _batch_commands(cli) -> dict:
         "huge_reps_summary_twin": ["summary", "--dataset", "mnist", "--level", "2", "--twin", "--n-reps",
                                    "100000000", "--json"],
         "report_empty": ["report", root / "empty_results"],
+        "val_fraction_0": ["run", *TINY, "--val-fraction", "0", "--out", root / "val0_out"],
+        "max_train_5": ["run", *TINY, "--max-train", "5", "--out", root / "max5_out"],
+        "tune_seeds_untuned": ["run", *TINY, "--no-tune", "--tune-seeds", "2", "--out", root / "ts_out"],
         "report_missing": ["report", root / "no_such_results"],
     }
     return commands
@@ -236,8 +239,8 @@ def test_list_json(batch):
     digits = next(d for d in info["datasets"] if d["name"] == "digits")
     assert digits["input_shape"] == [1, 12, 12] and digits["needs_files"] is False
     layers = {(e["slot_kind"], e["name"]): e["quantum"] for e in info["layers"]}
-    assert layers[("conv3x3", "conv2d")] is False
-    assert layers[("conv3x3", "flipped_quanv3x3")] is True
+    assert layers[("conv", "conv2d")] is False
+    assert layers[("conv", "flipped_quanv3x3")] is True
     assert layers[("dense", "linear")] is False
     assert layers[("dense", "data_reuploading")] is True
     assert [s["slot"] for s in info["slots"]] == ["conv1", "conv2", "head"]
@@ -253,7 +256,7 @@ def test_summary_json_totals(batch, level, total):
     assert summary["level"] == level
     assert summary["dataset"] == "mnist"
     assert summary["input_shape"] == [1, 32, 32]
-    assert [r["output"] for r in summary["slots"]] == [[32, 30, 30], [16, 28, 28], [12544], [10]]
+    assert [r["output"] for r in summary["slots"]] == [[32, 30, 30], [16, 28, 28], [10]]
 
 
 def test_summary_assign(batch):
@@ -269,7 +272,7 @@ def test_summary_text_shows_qubits_twins_and_complex_counting(batch):
     assert "7 qubits; 10 re-uploads; readout scale learned, bias init zero" in text
     twin = json.loads(batch["summary_2_twin"].stdout)
     quantum = json.loads(batch["summary_assign"].stdout)
-    assert [r["layer"] for r in twin["slots"]] == ["conv3x3_twin", "conv3x3_twin", "flatten", "dense_twin"]
+    assert [r["layer"] for r in twin["slots"]] == ["conv3x3_twin", "conv3x3_twin", "dense_twin"]
     assert abs(twin["total_params"] - quantum["total_params"]) <= 0.01 * quantum["total_params"]
     assert "each complex angle or bias counts as one parameter" in batch["summary_complex"].stdout
 
@@ -297,6 +300,11 @@ def test_summary_text_shows_qubits_twins_and_complex_counting(batch):
     ("huge_reps_summary", ["need about 6.0 TiB (parameters: 6.0 TiB 1,638,", "this machine has", "--n-reps"]),
     ("huge_reps_summary_twin", ["need about 6.0 TiB (parameters:", "this machine has", "--n-reps"]),
     ("report_empty", ["no run records (*.json) found under", "empty_results"]),
+    ("val_fraction_0", ["tuning chooses each rung's settings on the validation split, but val_fraction is 0",
+                        "--val-fraction > 0", "--no-tune"]),
+    ("max_train_5", ["a stratified validation split of 5 training examples needs at least 2 of each class",
+                     "--max-train"]),
+    ("tune_seeds_untuned", ["tune_seeds 2 needs tuning, which is off"]),
     ("report_missing", ["results directory", "no_such_results", "does not exist"]),
 ])
 def test_error_exits_2_with_one_line(batch, name, fragments):
@@ -309,6 +317,7 @@ def test_errors_before_running_write_nothing(cli, batch):
     # every rung is built and checked before the first epoch: level 0 never trained
     assert not (cli.root / "few_out").exists() and not (cli.root / "huge_out").exists()
     assert not (cli.root / "corrupt_out").exists()
+    assert not (cli.root / "val0_out").exists() and not (cli.root / "max5_out").exists()
     assert (cli.root / "a_file").read_text() == "not a folder\n"
     assert not (cli.root / "no_such_results").exists()
     assert list((cli.root / "empty_data").iterdir()) == []

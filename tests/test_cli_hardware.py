@@ -14,6 +14,7 @@ import torch
 
 from qcreep.cli import main
 from qcreep.config import DTYPES
+from qcreep.creep import quantum_layers
 from qcreep.train import prepare_data
 from qcreep.trained import load_trained
 
@@ -81,7 +82,7 @@ def test_evaluate_errors_are_one_line_exit_2(ladder, tmp_path, capsys):
 def _head_input(run):
     test = prepare_data(run.config).test
     captured = {}
-    layer = run.model.quantum_layers()["head"]
+    layer = quantum_layers(run.model)["head"]
     hook = layer.register_forward_pre_hook(lambda mod, inputs: captured.__setitem__("x", inputs[0]))
     with torch.no_grad():
         run.model(test.x[:1].to(DTYPES[run.config.dtype]))

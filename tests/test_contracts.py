@@ -16,7 +16,7 @@ from qcreep.slots import Conv3x3Slot, DenseSlot
 
 # A small slot of each kind and an input batch shape that fits it.
 SLOTS = {
-    "conv3x3": (Conv3x3Slot(2, 3), (4, 2, 6, 6), (4, 3, 4, 4)),
+    "conv": (Conv3x3Slot(2, 3), (4, 2, 6, 6), (4, 3, 4, 4)),
     "dense": (DenseSlot(10, 4), (5, 10), (5, 4)),
 }
 ENTRIES = layer_entries()
@@ -49,7 +49,7 @@ def _input(entry, dtype=torch.float32, seed=99):
 
 def test_registry_is_not_empty_and_has_the_paper_layers():
     names = {(e.slot_kind, e.name) for e in ENTRIES}
-    assert {("conv3x3", "conv2d"), ("conv3x3", "flipped_quanv3x3"), ("dense", "linear"),
+    assert {("conv", "conv2d"), ("conv", "flipped_quanv3x3"), ("dense", "linear"),
             ("dense", "data_reuploading")} <= names
     assert {e.name for e in QUANTUM} >= {"flipped_quanv3x3", "data_reuploading"}
     for entry in ENTRIES:

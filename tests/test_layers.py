@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qcreep.creep import quantum_layers
 from qcreep.errors import QcreepError
 from qcreep.layers import (
     DataReUploadingLinear,
@@ -539,13 +540,13 @@ def test_list_layers_per_kind():
     assert list_layers("conv3x3") == ["conv2d", "conv3x3_twin", "flipped_quanv3x3"]
     assert list_layers("dense") == ["data_reuploading", "dense_twin", "linear"]
     everything = list_layers()
-    for name in ("conv3x3:conv2d", "conv3x3:flipped_quanv3x3", "dense:data_reuploading", "dense:linear",
-                 "conv3x3:conv3x3_twin", "dense:dense_twin"):
+    for name in ("conv:conv2d", "conv:flipped_quanv3x3", "dense:data_reuploading", "dense:linear",
+                 "conv:conv3x3_twin", "dense:dense_twin"):
         assert name in everything
 
 
 def test_list_layers_unknown_kind():
-    with pytest.raises(QcreepError, match=r"unknown slot kind 'pool'; valid kinds: conv3x3, dense"):
+    with pytest.raises(QcreepError, match=r"unknown slot kind 'pool'; valid kinds: conv, dense"):
         list_layers("pool")
 
 
@@ -746,7 +747,7 @@ def test_registry_factories_pass_the_solver():
     from qcreep.models import build_model
 
     model = build_model((1, 12, 12), level=2, solver="expm")
-    solvers = {name: layer.solver for name, layer in model.quantum_layers().items()}
+    solvers = {name: layer.solver for name, layer in quantum_layers(model).items()}
     assert solvers and set(solvers.values()) == {"expm"}
 
 

@@ -18,17 +18,21 @@ from qcreep.errors import QcreepError
 from qcreep.layers import create_layer, list_layers, register_layer, unregister_layer
 from qcreep.models import (
     Backbone,
-    FixedStep,
-    SlotNetwork,
-    SlotSpec,
     all_assignments,
     assignment_label,
+    assignment_of,
+    backbone_of,
     build_model,
+    fill,
     format_summary,
     hybridnet,
     level_assignment,
     level_of,
     parse_assignment,
+    quantum_layers,
+)
+from qcreep.models import (
+    summary as model_summary,
 )
 from qcreep.slots import Conv3x3Slot, DenseSlot
 
@@ -83,7 +87,7 @@ def _check_forward_backward(model: nn.Module, shape):
 def test_every_level_forward_backward(dataset, level):
     shape = SHAPES[dataset]
     model = build_model(shape, level=level, n_reps=1)
-    assert model.assignment == level_assignment(hybridnet(shape), level)
+    assert assignment_of(model) == level_assignment(hybridnet(shape), level)
     _check_forward_backward(model, shape)
 
 
@@ -95,8 +99,8 @@ def test_every_assignment_forward_backward(dataset, index):
     assert len(assignments) == 8
     assignment = assignments[index]
     model = build_model(shape, assignment=assignment, n_reps=1)
-    assert model.assignment == assignment
-    quantum = set(model.quantum_layers())
+    assert assignment_of(model) == assignment
+    quantum = set(quantum_layers(model))
     assert quantum == {slot for slot, layer in assignment.items() if layer in (Q, R)}
     _check_forward_backward(model, shape)
 
@@ -106,48 +110,47 @@ def test_assignment_by_text_equals_dict():
     text = "conv1=flipped_quanv3x3, head=data_reuploading"
     assert parse_assignment(text, backbone) == {"conv1": Q, "conv2": C, "head": R}
     model = build_model((1, 12, 12), assignment=text, n_reps=1)
-    assert model.assignment == {"conv1": Q, "conv2": C, "head": R}
+    assert assignment_of(model) == {"conv1": Q, "conv2": C, "head": R}
 
 
 @pytest.mark.parametrize("level,total", [(0, 130_394), (1, 133_658), (2, 172_048)])
 def test_paper_parameter_counts(level, total):
     model = build_model((1, 32, 32), level=level)
-    summary = model.summary()
+    summary = model_summary(model)
     assert summary["total_params"] == total
     assert sum(row["params"] for row in summary["slots"]) == total
     assert summary["level"] == level
 
 
 def test_paper_parameter_counts_per_slot():
-    rows = {r["slot"]: r["params"] for r in build_model((1, 32, 32), level=2).summary()["slots"]}
-    assert rows == {"conv1": 32 * 1 * 15 + 32, "conv2": 16 * 32 * 15 + 16, "flatten": 0,
-                    "head": 10 * (4**7 - 1) + 10}
-    rows = {r["slot"]: r["params"] for r in build_model((1, 32, 32), level=0).summary()["slots"]}
-    assert rows == {"conv1": 9 * 32 + 32, "conv2": 9 * 32 * 16 + 16, "flatten": 0, "head": 12544 * 10 + 10}
+    rows = {r["slot"]: r["params"] for r in model_summary(build_model((1, 32, 32), level=2))["slots"]}
+    assert rows == {"conv1": 32 * 1 * 15 + 32, "conv2": 16 * 32 * 15 + 16, "head": 10 * (4**7 - 1) + 10}
+    rows = {r["slot"]: r["params"] for r in model_summary(build_model((1, 32, 32), level=0))["slots"]}
+    assert rows == {"conv1": 9 * 32 + 32, "conv2": 9 * 32 * 16 + 16, "head": 12544 * 10 + 10}
 
 
 def test_head_qubits_follow_input_size():
     digits = build_model((1, 12, 12), level=2)
-    head = digits.steps["head"]
+    head = digits.head
     assert head.in_features == 16 * 8 * 8 == 1024
     assert head.n_qubits == 5
     assert head.n_reps == 10
     mnist = build_model((1, 32, 32), level=2, n_reps=1)
-    assert mnist.steps["head"].in_features == 12544
-    assert mnist.steps["head"].n_qubits == 7
-    assert mnist.steps["head"].n_reps == 1
+    assert mnist.head.in_features == 12544
+    assert mnist.head.n_qubits == 7
+    assert mnist.head.n_reps == 1
 
 
 def test_layer_options_reach_only_the_layers_that_take_them():
     model = build_model((1, 12, 12), level=2, n_reps=3, n_qubits=6, angles="complex")
-    assert model.steps["head"].n_qubits == 6
-    assert model.steps["head"].n_reps == 3
-    assert model.steps["head"].angles == "complex"
-    assert model.steps["conv1"].angles == "complex"
+    assert model.head.n_qubits == 6
+    assert model.head.n_reps == 3
+    assert model.head.angles == "complex"
+    assert model.conv1.angles == "complex"
     # the classical layers take neither n_reps nor angles, and still build
     model = build_model((1, 12, 12), level=0, n_reps=3, n_qubits=6, angles="complex")
-    assert isinstance(model.steps["conv1"], nn.Conv2d)
-    assert isinstance(model.steps["head"], nn.Linear)
+    assert isinstance(model.conv1, nn.Conv2d)
+    assert isinstance(model.head, nn.Linear)
 
 
 def test_float64_model():
@@ -196,7 +199,7 @@ def test_assignment_label_round_trip():
 
 def test_summary_of_assignment_has_no_level():
     model = build_model((1, 32, 32), assignment="conv2=flipped_quanv3x3")
-    summary = model.summary()
+    summary = model_summary(model)
     assert summary["level"] is None
     text = format_summary(summary)
     assert "conv1=conv2d,conv2=flipped_quanv3x3,head=linear" in text
@@ -208,36 +211,35 @@ def test_summary_of_assignment_has_no_level():
 
 def test_summary_rows_and_shapes():
     model = build_model((1, 32, 32), level=2)
-    summary = model.summary()
+    summary = model_summary(model)
     assert summary["backbone"] == "hybridnet"
     assert summary["input_shape"] == [1, 32, 32]
     assert summary["assignment"] == {"conv1": Q, "conv2": Q, "head": R}
     rows = summary["slots"]
-    assert [r["slot"] for r in rows] == ["conv1", "conv2", "flatten", "head"]
-    assert [r["kind"] for r in rows] == ["conv3x3", "conv3x3", "fixed", "dense"]
-    assert [r["quantum"] for r in rows] == [True, True, False, True]
+    assert [r["slot"] for r in rows] == ["conv1", "conv2", "head"]
+    assert [r["kind"] for r in rows] == ["conv", "conv", "dense"]
+    assert [r["quantum"] for r in rows] == [True, True, True]
     assert [(r["input"], r["output"]) for r in rows] == [
         ([1, 32, 32], [32, 30, 30]),
         ([32, 30, 30], [16, 28, 28]),
-        ([16, 28, 28], [12544]),
         ([12544], [10]),
     ]
-    # shapes from slot arithmetic agree with the tensors that flow
+    # the observed shapes agree with the tensors that flow through the built model
     x = torch.randn(1, 1, 32, 32)
-    for row, module in zip(rows, model.steps.values()):
+    for row, module in zip(rows, (model.conv1, model.conv2, nn.Sequential(model.flatten, model.head))):
         x = module(x)
         assert list(x.shape[1:]) == row["output"]
 
 
 def test_summary_shapes_cifar_and_digits():
-    rows = build_model((3, 32, 32), level=0).summary()["slots"]
+    rows = model_summary(build_model((3, 32, 32), level=0))["slots"]
     assert rows[0]["input"] == [3, 32, 32] and rows[0]["output"] == [32, 30, 30]
-    rows = build_model((1, 12, 12), level=0).summary()["slots"]
-    assert [r["output"] for r in rows] == [[32, 10, 10], [16, 8, 8], [1024], [10]]
+    rows = model_summary(build_model((1, 12, 12), level=0))["slots"]
+    assert [r["output"] for r in rows] == [[32, 10, 10], [16, 8, 8], [10]]
 
 
 def test_format_summary_text():
-    summary = build_model((1, 32, 32), level=2).summary()
+    summary = model_summary(build_model((1, 32, 32), level=2))
     text = format_summary(summary)
     lines = text.splitlines()
     assert lines[0] == "hybridnet (level 2), input 1x32x32"
@@ -246,7 +248,7 @@ def test_format_summary_text():
     assert "flipped_quanv3x3 (quantum)" in text
     assert "data_reuploading (quantum)" in text
     assert "163,840" in text
-    text0 = format_summary(build_model((1, 32, 32), level=0).summary())
+    text0 = format_summary(model_summary(build_model((1, 32, 32), level=0)))
     assert "total parameters: 130,394" in text0
     assert "(quantum)" not in text0
 
@@ -256,7 +258,7 @@ def test_format_summary_text():
 
 def test_candidate_of_other_kind_is_refused():
     with pytest.raises(QcreepError, match=r"slot 'head' \(dense \(12544,\) -> \(10,\)\) cannot take 'conv2d', "
-                                          r"which fills conv3x3 slots; valid for this slot: .*linear"):
+                                          r"which fills conv slots; valid for this slot: .*linear"):
         build_model((1, 32, 32), assignment="head=conv2d")
     with pytest.raises(QcreepError, match=r"slot 'conv1' .* cannot take 'data_reuploading', which fills dense"):
         build_model((1, 32, 32), assignment={"conv1": R})
@@ -271,7 +273,7 @@ def test_unknown_layer():
 def test_unknown_layer_in_slot_network():
     backbone = hybridnet((1, 12, 12))
     with pytest.raises(QcreepError, match=r"unknown layer 'nope' for slot 'head'"):
-        SlotNetwork(backbone, {"conv1": C, "conv2": C, "head": "nope"})
+        fill(backbone, {"conv1": C, "conv2": C, "head": "nope"})
 
 
 def test_unknown_slot():
@@ -279,13 +281,13 @@ def test_unknown_slot():
         build_model((1, 32, 32), assignment="conv3=flipped_quanv3x3")
     backbone = hybridnet((1, 12, 12))
     with pytest.raises(QcreepError, match=r"unknown slot 'fc'"):
-        SlotNetwork(backbone, {"conv1": C, "conv2": C, "head": L, "fc": L})
+        fill(backbone, {"conv1": C, "conv2": C, "head": L, "fc": L})
 
 
 def test_missing_slot_in_network():
     backbone = hybridnet((1, 12, 12))
     with pytest.raises(QcreepError, match=r"no layer assigned to slot\(s\) head of hybridnet"):
-        SlotNetwork(backbone, {"conv1": C, "conv2": C})
+        fill(backbone, {"conv1": C, "conv2": C})
 
 
 @pytest.mark.parametrize("level", [3, -1, True, "1"])
@@ -317,40 +319,21 @@ def test_too_many_qubits():
         build_model((1, 12, 12), level=2, n_qubits=11, n_reps=1)
 
 
-def test_shape_mismatch_between_slots():
-    backbone = Backbone(
-        name="mismatched",
-        input_shape=(1, 16, 16),
-        steps=(
-            SlotSpec("conv1", Conv3x3Slot(1, 32), classical=C, quantum=Q),
-            SlotSpec("conv2", Conv3x3Slot(31, 16), classical=C, quantum=Q),
-            FixedStep("flatten"),
-            SlotSpec("head", DenseSlot(16 * 12 * 12, 10), classical=L, quantum=R),
-        ),
-        levels={0: ()},
-    )
-    expected = re.escape("slot 'conv2' (conv3x3 (31, H, W) -> (16, H', W')) expects 31 input channels; "
-                         "it was given shape (32, 14, 14)")
-    with pytest.raises(QcreepError, match=expected):
-        backbone.shapes()
-    with pytest.raises(QcreepError, match=expected):
-        build_model(backbone=backbone, level=0)
+class _Mismatched(nn.Module):
+    """A model whose own layers do not fit each other: its forward fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3)
+        self.conv2 = nn.Conv2d(31, 16, 3)
+
+    def forward(self, x):
+        return self.conv2(self.conv1(x))
 
 
-def test_dense_shape_mismatch():
-    backbone = Backbone(
-        name="badhead",
-        input_shape=(1, 12, 12),
-        steps=(
-            SlotSpec("conv1", Conv3x3Slot(1, 4), classical=C, quantum=Q),
-            FixedStep("flatten"),
-            SlotSpec("head", DenseSlot(99, 10), classical=L, quantum=R),
-        ),
-        levels={0: ()},
-    )
-    with pytest.raises(QcreepError, match=re.escape("slot 'head' (dense (99,) -> (10,)) expects (99,) features; "
-                                                    "it was given shape (400,)")):
-        build_model(backbone=backbone, level=0)
+def test_a_model_that_fails_on_its_input_is_one_error():
+    with pytest.raises(QcreepError, match=r"_Mismatched fails on the example input \(2, 1, 16, 16\) \(RuntimeError: "):
+        backbone_of(_Mismatched(), (1, 16, 16))
 
 
 def test_image_too_small_for_hybridnet():
@@ -361,12 +344,13 @@ def test_image_too_small_for_hybridnet():
 
 
 def test_backbone_checks():
-    with pytest.raises(QcreepError, match=r"repeated slot names"):
-        Backbone("twice", (1, 8, 8), (SlotSpec("a", Conv3x3Slot(1, 1), C, Q), SlotSpec("a", Conv3x3Slot(1, 1), C, Q)))
-    with pytest.raises(QcreepError, match=r"unknown fixed step 'relu'; valid: flatten"):
-        Backbone("relu", (1, 8, 8), (FixedStep("relu"),))
-    with pytest.raises(QcreepError, match=r"unknown slot 'b'"):
-        Backbone("lv", (1, 8, 8), (SlotSpec("a", Conv3x3Slot(1, 1), C, Q),), levels={1: ("b",)})
+    with pytest.raises(QcreepError, match=r"unknown slot 'b'; slots of Linear: \(none\)|unknown slot 'b'"):
+        backbone_of(nn.Sequential(nn.Linear(4, 2)), (4,), levels={1: ("b",)})
+    backbone = backbone_of(nn.Sequential(nn.Linear(4, 2)), (4,), name="tiny")
+    with pytest.raises(QcreepError, match=r"unknown replacement level 1 for tiny; valid levels: \(none"):
+        level_assignment(backbone, 1)
+    assert isinstance(backbone, Backbone) and backbone.slot_names == ["0"]
+    assert backbone.slot("0").classical == "original" and backbone.slot("0").quantum == "data_reuploading"
 
 
 def test_wrong_input_shape_at_forward():
@@ -409,14 +393,14 @@ class _WrongChannels(nn.Module):
 
 def test_third_party_layer_with_wrong_output_shape():
     with registered("test_wrong_channels", "conv3x3", lambda slot: _WrongChannels(slot)):
-        assert "test_wrong_channels" in list_layers("conv3x3")
+        assert "test_wrong_channels" in list_layers("conv")
         expected = re.escape("slot 'conv2' expects real output (16, 28, 28) from input (32, 30, 30); "
                              "layer 'test_wrong_channels' gave (17, 28, 28) torch.float32")
         with pytest.raises(QcreepError, match=expected):
             build_model((1, 32, 32), assignment="conv2=test_wrong_channels")
         # with the build-time check off, the model builds (the mismatch is the user's choice)
-        SlotNetwork(hybridnet((1, 32, 32)), {"conv1": C, "conv2": "test_wrong_channels", "head": L}, check=False)
-    assert "test_wrong_channels" not in list_layers("conv3x3")
+        fill(hybridnet((1, 32, 32)), {"conv1": C, "conv2": "test_wrong_channels", "head": L}, check=False)
+    assert "test_wrong_channels" not in list_layers("conv")
 
 
 class _ComplexOut(nn.Module):
@@ -461,11 +445,13 @@ def test_factory_with_var_keywords_receives_every_option():
 
     with registered("test_kwargs_head", "dense", factory):
         build_model((1, 12, 12), assignment="head=test_kwargs_head", n_reps=3, angles="complex", n_qubits=None)
-    assert received == {"n_reps": 3, "angles": "complex", "n_qubits": None}
+    # dtype and device come from the module the layer replaces, unless they are given
+    assert received == {"n_reps": 3, "angles": "complex", "n_qubits": None, "dtype": torch.float32,
+                        "device": torch.device("cpu")}
 
 
 def test_duplicate_registration():
-    with pytest.raises(QcreepError, match=r"layer 'conv2d' is already registered for slot kind 'conv3x3'; "
+    with pytest.raises(QcreepError, match=r"layer 'conv2d' is already registered for slot kind 'conv'; "
                                           r"choose another name or unregister_layer it first"):
         register_layer("conv2d", "conv3x3", quantum=False)(lambda slot: nn.Identity())
     with registered("test_dup", "dense", lambda slot: nn.Linear(slot.in_features, slot.out_features)):
@@ -532,8 +518,8 @@ def test_readme_third_party_layer():
                         dtype=dtype, device=device)
 
     try:
-        assert "test_tanh_conv" in list_layers("conv3x3")
-        assert "conv3x3:test_tanh_conv" in list_layers()
+        assert "test_tanh_conv" in list_layers("conv")
+        assert "conv:test_tanh_conv" in list_layers()
         backbone = hybridnet((1, 12, 12))
         ladder = [
             {"conv1": "test_tanh_conv", "conv2": C, "head": L},
@@ -543,19 +529,19 @@ def test_readme_third_party_layer():
         for assignment in ladder:
             model = build_model((1, 12, 12), assignment=assignment_label(assignment), n_reps=1,
                                 angles="real", n_qubits=None)
-            assert model.assignment == assignment
-            assert isinstance(model.steps["conv1"], TanhConv)
-            assert model.steps["conv1"].scale == 0.5
-            assert level_of(backbone, model.assignment) is None
-            summary = model.summary()
+            assert assignment_of(model) == assignment
+            assert isinstance(model.conv1, TanhConv)
+            assert model.conv1.scale == 0.5
+            assert level_of(backbone, assignment_of(model)) is None
+            summary = model_summary(model)
             assert summary["slots"][0]["layer"] == "test_tanh_conv"
             assert summary["slots"][0]["quantum"] is False
             assert summary["slots"][0]["params"] == 9 * 32 + 32
-            assert "conv1" not in model.quantum_layers()
+            assert "conv1" not in quantum_layers(model)
             _check_forward_backward(model, (1, 12, 12))
     finally:
         unregister_layer("test_tanh_conv", "conv3x3")
-    assert "test_tanh_conv" not in list_layers("conv3x3")
+    assert "test_tanh_conv" not in list_layers("conv")
     with pytest.raises(QcreepError, match=r"unknown layer 'test_tanh_conv'"):
         build_model((1, 12, 12), assignment="conv1=test_tanh_conv")
 
@@ -564,7 +550,7 @@ def test_third_party_depthwise_separable_everywhere():
     with registered("test_dwsep", "conv3x3", lambda slot: DepthwiseSeparable3x3(slot)):
         model = build_model((3, 32, 32), assignment="conv1=test_dwsep,conv2=test_dwsep,head=data_reuploading",
                             n_reps=1)
-        assert model.summary()["slots"][1]["params"] == (32 * 9 + 32) + (32 * 16 + 16)
+        assert model_summary(model)["slots"][1]["params"] == (32 * 9 + 32) + (32 * 16 + 16)
         _check_forward_backward(model, (3, 32, 32))
 
 
@@ -579,5 +565,5 @@ def test_twin_assignment_replaces_only_quantum_layers():
     assert not is_quantum_assignment(backbone, twin_assignment(backbone, level1))
     twin2 = build_model((1, 32, 32), assignment=twin_assignment(backbone, level_assignment(backbone, 2)),
                         output_scale="none")
-    assert twin2.summary()["total_params"] == 172_048
-    assert twin2.quantum_layers() == {}
+    assert model_summary(twin2)["total_params"] == 172_048
+    assert quantum_layers(twin2) == {}

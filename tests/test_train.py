@@ -90,7 +90,7 @@ def test_fit_writes_a_complete_record(tmp_path, digits_data):
     assert best in (1, 2) and record["best_val_acc"] == max(record["val_accs"])
     assert record["test_acc_at_best"] == record["test_accs"][best - 1]
     assert record["tuning"] is None and record["twin_of"] is None
-    assert [row["slot"] for row in record["summary"]] == ["conv1", "conv2", "flatten", "head"]
+    assert [row["slot"] for row in record["summary"]] == ["conv1", "conv2", "head"]
     cfg_rec = record["config"]
     assert cfg_rec["dataset"] == "digits" and cfg_rec["epochs"] == 2 and cfg_rec["lr"] == 5e-4
     assert cfg_rec["max_train"] == 60 and cfg_rec["max_test"] == 50 and cfg_rec["n_reps"] == 2

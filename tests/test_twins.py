@@ -41,6 +41,7 @@ from qcreep.layers.twins import (
     reuploading_parameter_count,
 )
 from qcreep.models import build_model, hybridnet
+from qcreep.models import summary as model_summary
 from qcreep.slots import Conv3x3Slot, DenseSlot
 
 F64 = torch.float64
@@ -111,13 +112,13 @@ def test_twin_network_matches_the_quantum_network(dataset, n_reps, output_scale,
     """The model's shared options reach the twins: every slot matches the level-2 slot's count."""
     shape = DATASET_SHAPES[dataset]
     options = {"n_reps": n_reps, "output_scale": output_scale, "bias_init": bias_init, "check": False}
-    quantum = build_model(shape, level=2, **options).summary()
+    quantum = model_summary(build_model(shape, level=2, **options))
     if dataset == "digits" and n_reps == 1:
         # 10 * (4**5 - 1) + 10 = 1033 parameters; one hidden unit over 1024 features needs more
         with pytest.raises(QcreepError, match=r"no classical twin matches DataReUploadingLinear\(1024 -> 10"):
             build_model(shape, assignment=TWIN_ASSIGNMENT, **options)
         return
-    twin = build_model(shape, assignment=TWIN_ASSIGNMENT, **options).summary()
+    twin = model_summary(build_model(shape, assignment=TWIN_ASSIGNMENT, **options))
     for q_row, t_row in zip(quantum["slots"], twin["slots"]):
         assert q_row["params"] == t_row["params"], q_row["slot"]
         assert q_row["output"] == t_row["output"]
@@ -127,8 +128,8 @@ def test_twin_network_matches_the_quantum_network(dataset, n_reps, output_scale,
 
 def test_twin_network_trains_a_step_and_checks_its_slots():
     model = build_model((1, 12, 12), assignment=TWIN_ASSIGNMENT, n_reps=2, output_scale="learned")
-    assert model.summary()["total_params"] == build_model((1, 12, 12), level=2, n_reps=2,
-                                                          output_scale="learned").summary()["total_params"]
+    assert model_summary(model)["total_params"] == model_summary(build_model((1, 12, 12), level=2, n_reps=2,
+                                                                             output_scale="learned"))["total_params"]
     x, y = torch.randn(8, 1, 12, 12), torch.randint(0, 10, (8,))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     before = [p.detach().clone() for p in model.parameters()]
@@ -453,7 +454,7 @@ def test_twin_for_finds_the_registered_twins():
     assert get_layer_entry("dense_twin", "dense").twin_of == "data_reuploading"
     assert get_layer_entry("data_reuploading", "dense").twin_of is None
     assert get_layer_entry("linear", "dense").twin_of is None
-    assert {"conv3x3:conv3x3_twin", "dense:dense_twin"} <= set(list_layers())
+    assert {"conv:conv3x3_twin", "dense:dense_twin"} <= set(list_layers())
     entries = {(e.slot_kind, e.name): e for e in layer_entries()}
     assert entries[("dense", "dense_twin")].twin_of == "data_reuploading"
     assert not entries[("dense", "dense_twin")].quantum
@@ -463,12 +464,12 @@ def test_twin_for_errors():
     with pytest.raises(QcreepError, match=r"layer 'linear' for slot kind 'dense' is a classical layer; only quantum "
                                           r"layers have twins; quantum layers with a twin: data_reuploading"):
         twin_for("linear", "dense")
-    with pytest.raises(QcreepError, match=r"layer 'conv3x3_twin' for slot kind 'conv3x3' is the classical twin of "
+    with pytest.raises(QcreepError, match=r"layer 'conv3x3_twin' for slot kind 'conv' is the classical twin of "
                                           r"'flipped_quanv3x3'.*with a twin: flipped_quanv3x3"):
         twin_for("conv3x3_twin", "conv3x3")
     with pytest.raises(QcreepError, match=r"unknown layer 'nope' for slot kind 'dense'; valid: "):
         twin_for("nope", "dense")
-    with pytest.raises(QcreepError, match=r"unknown layer 'data_reuploading' for slot kind 'conv3x3'"):
+    with pytest.raises(QcreepError, match=r"unknown layer 'data_reuploading' for slot kind 'conv'"):
         twin_for("data_reuploading", "conv3x3")
     with pytest.raises(QcreepError, match=r"unknown slot kind 'pool'"):
         twin_for("linear", "pool")

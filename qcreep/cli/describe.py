@@ -79,6 +79,7 @@ def cmd_summary(args) -> int:
         parse_assignment,
         twin_assignment,
     )
+    from qcreep.models import summary as model_summary
 
     spec = get_spec(args.dataset)
     backbone = hybridnet(spec.input_shape, spec.num_classes)
@@ -98,7 +99,7 @@ def cmd_summary(args) -> int:
     model = build_model(spec.input_shape, assignment=assignment, num_classes=spec.num_classes,
                         n_reps=args.n_reps, n_qubits=args.n_qubits, angles=args.angles,
                         output_scale=args.output_scale, bias_init=args.bias_init)
-    summary = model.summary()
+    summary = model_summary(model)
     summary.update(dataset=spec.name, angles=args.angles, output_scale=args.output_scale, bias_init=args.bias_init)
     if args.resources:
         from qcreep.hardware.resources import estimate_resources

@@ -100,10 +100,11 @@ def _layer_input(run, slot: str, image: int):
     import torch
 
     from qcreep.config import DTYPES
+    from qcreep.creep import quantum_layers
     from qcreep.errors import QcreepError
     from qcreep.train import prepare_data
 
-    layers = run.model.quantum_layers()
+    layers = quantum_layers(run.model)
     if slot not in layers:
         quantum = ", ".join(layers) or "none"
         raise QcreepError(f"slot '{slot}' of run {run.config.run_id} holds no quantum layer; quantum slots: {quantum}")

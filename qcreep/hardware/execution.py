@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcreep.checks import check_choice, check_int
+from qcreep.creep import quantum_layers
 from qcreep.errors import QcreepError
 from qcreep.hardware.noise import (
     check_noise,
@@ -276,7 +277,7 @@ def executed(model: nn.Module, execution: Execution) -> ExecutedModel:
     ``torch.no_grad()``. With ``Execution()`` it computes exactly what ``model`` computes.
 
     Raises :class:`QcreepError` for a layer with complex angles (unless the execution is exact) and
-    for a ``SlotNetwork`` holding a quantum layer with no shot or noise model.
+    for a model built by qcreep holding a quantum layer with no shot or noise model.
     """
     if not isinstance(execution, Execution):
         raise QcreepError(f"executed takes an Execution, got {type(execution).__name__}")
@@ -285,12 +286,10 @@ def executed(model: nn.Module, execution: Execution) -> ExecutedModel:
     found = [(name, m) for name, m in model.named_modules() if isinstance(m, QUANTUM_LAYERS)]
     if not execution.exact:
         known = {id(m) for _, m in found}
-        quantum_layers = getattr(model, "quantum_layers", None)
-        if callable(quantum_layers):
-            for name, layer in quantum_layers().items():
-                if id(layer) not in known:
-                    raise QcreepError(f"slot '{name}' holds {type(layer).__name__}, which has no shot or noise "
-                                      f"model; supported: {', '.join(c.__name__ for c in QUANTUM_LAYERS)}")
+        for name, layer in quantum_layers(model).items():
+            if id(layer) not in known:
+                raise QcreepError(f"slot '{name}' holds {type(layer).__name__}, which has no shot or noise "
+                                  f"model; supported: {', '.join(c.__name__ for c in QUANTUM_LAYERS)}")
         for name, layer in found:
             if getattr(layer, "angles", "real") != "real":
                 raise QcreepError(f"layer '{name or type(layer).__name__}' has complex angles (non-unitary "

@@ -76,7 +76,7 @@ import torch.nn.functional as F
 
 from qcreep.checks import check_choice, check_int
 from qcreep.errors import QcreepError
-from qcreep.layers import DataReUploadingLinear, FlippedQuanv3x3
+from qcreep.layers import DataReUploadingLinear, FlippedQuanv, FlippedQuanv3x3
 from qcreep.sim import hamiltonian_embedding, pauli_matrices, pauli_words
 
 INSTALL_HINT = 'pip install "qcreep[hardware]"'
@@ -97,8 +97,12 @@ def require(module: str, what: str):
 def _check_layer(layer) -> str:
     if isinstance(layer, DataReUploadingLinear):
         kind = "data_reuploading"
-    elif isinstance(layer, FlippedQuanv3x3):
+    elif isinstance(layer, FlippedQuanv3x3) and layer.dilation == 1:
         kind = "flipped_quanv3x3"
+    elif isinstance(layer, FlippedQuanv):
+        raise QcreepError(f"circuits, shots and noise are implemented for the paper's 3x3 flipped quanvolution "
+                          f"(2 qubits, no dilation); this layer has kernel {layer.kernel_hw[0]}x{layer.kernel_hw[1]}"
+                          f" and dilation {layer.dilation}")
     else:
         raise QcreepError(f"only quantum layers can be exported ({EXPORTABLE}), got {type(layer).__name__}")
     if layer.angles == "complex":

@@ -175,7 +175,7 @@ def _find_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     found = []
     for name, module in model.named_modules():
         if isinstance(module, DataReUploadingLinear | FlippedQuanv3x3):
-            name = name.removeprefix("steps.") or type(module).__name__
+            name = name or type(module).__name__
             found.append((name, module))
     return found
 
@@ -237,7 +237,7 @@ def _quanv_circuits(conv: FlippedQuanv3x3, seed: int):
         image = 2 * torch.rand(conv.in_channels, 3, 3, generator=gen, dtype=torch.float64) - 1
         # a generic interior patch (every Pauli word present): the layer's gates without its padding
         inner = copy.deepcopy(conv)
-        inner.padding, inner.stride = 0, 1
+        inner._padding, inner._stride = (0, 0), (1, 1)
         return [c for _, c in export.measurement_circuits(inner, image)]
     return build
 

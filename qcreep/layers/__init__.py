@@ -2,11 +2,12 @@
 
 Registered names (slot kind: name):
 
-- ``conv3x3: conv2d`` -- ``nn.Conv2d(C_in, C_out, 3)``, the classical convolution;
-- ``conv3x3: flipped_quanv3x3`` -- :class:`FlippedQuanv3x3`, the flipped quanvolution;
+- ``conv: conv2d`` -- ``nn.Conv2d(C_in, C_out, k)``, the classical convolution;
+- ``conv: flipped_quanv3x3`` -- :class:`FlippedQuanv` (:class:`FlippedQuanv3x3` for 3x3), the flipped
+  quanvolution, for any kernel size;
 - ``dense: linear`` -- ``nn.Linear``;
 - ``dense: data_reuploading`` -- :class:`DataReUploadingLinear`, the re-uploading circuit;
-- ``conv3x3: conv3x3_twin`` and ``dense: dense_twin`` -- the classical twins of the two quantum
+- ``conv: conv3x3_twin`` and ``dense: dense_twin`` -- the classical twins of the two quantum
   layers (:mod:`qcreep.layers.twins`).
 
 Each layer is registered next to its class, in its own module; importing this package imports
@@ -16,12 +17,12 @@ Example:
     >>> from qcreep.layers import list_layers, twin_for
     >>> list_layers("dense")
     ['data_reuploading', 'dense_twin', 'linear']
-    >>> twin_for("flipped_quanv3x3", "conv3x3")
+    >>> twin_for("flipped_quanv3x3", "conv")
     'conv3x3_twin'
 """
 
 from qcreep.layers import classical  # noqa: F401  (registers conv2d and linear)
-from qcreep.layers.quanv import FlippedQuanv3x3
+from qcreep.layers.quanv import FlippedQuanv, FlippedQuanv3x3, patch_qubits
 from qcreep.layers.registry import (
     LayerEntry,
     create_layer,
@@ -44,7 +45,7 @@ from qcreep.layers.registry import twin_for  # noqa: E402
 from qcreep.layers.twins import Conv3x3Twin, DenseTwin  # noqa: E402
 
 __all__ = [
-    "Conv3x3Twin", "DataReUploadingLinear", "DenseTwin", "FlippedQuanv3x3", "LayerEntry", "count_parameters",
-    "create_layer", "get_layer_entry", "layer_entries", "list_layers", "min_qubits", "register_layer", "twin_for",
-    "twins", "unregister_layer",
+    "Conv3x3Twin", "DataReUploadingLinear", "DenseTwin", "FlippedQuanv", "FlippedQuanv3x3", "LayerEntry",
+    "count_parameters", "create_layer", "get_layer_entry", "layer_entries", "list_layers", "min_qubits",
+    "patch_qubits", "register_layer", "twin_for", "twins", "unregister_layer",
 ]

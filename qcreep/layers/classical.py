@@ -9,11 +9,11 @@ from torch import nn
 from qcreep.layers.registry import register_layer
 
 
-@register_layer("conv2d", slot_kind="conv3x3", quantum=False,
-                description="nn.Conv2d(C_in, C_out, 3): 9 C_in C_out + C_out parameters")
+@register_layer("conv2d", slot_kind="conv", quantum=False,
+                description="nn.Conv2d(C_in, C_out, k): k_h k_w C_in C_out + C_out parameters")
 def make_conv2d(slot, *, dtype=None, device=None):
-    return nn.Conv2d(slot.in_channels, slot.out_channels, 3, stride=slot.stride, padding=slot.padding,
-                     dtype=dtype, device=device)
+    return nn.Conv2d(slot.in_channels, slot.out_channels, slot.kernel_size, stride=slot.stride,
+                     padding=slot.padding, dilation=slot.dilation, dtype=dtype, device=device)
 
 
 @register_layer("linear", slot_kind="dense", quantum=False,

@@ -1,8 +1,8 @@
 """A registry of candidate layers, keyed by the kind of slot they fill.
 
-    @register_layer("my_conv", slot_kind="conv3x3", quantum=False, description="...")
+    @register_layer("my_conv", slot_kind="conv", quantum=False, description="...")
     def make_my_conv(slot, *, bias=True):
-        return MyConv(slot.in_channels, slot.out_channels, stride=slot.stride, padding=slot.padding)
+        return MyConv(slot.in_channels, slot.out_channels, slot.kernel_size, stride=slot.stride, padding=slot.padding)
 
 A factory takes the slot (with its sizes) and keyword options. A model passes its layer options
 (for example ``angles``, ``n_reps``, ``n_qubits``) to every factory, and each factory receives
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from qcreep.errors import QcreepError
-from qcreep.slots import SLOT_KINDS
+from qcreep.slots import SLOT_KINDS, canonical_kind
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class LayerEntry:
     description: str
     twin_of: str | None = None
     """For a classical twin: the name of the quantum layer (same slot kind) it is matched to."""
+    qubits: Callable[..., int] | None = None
+    """For a quantum layer: ``qubits(slot) -> int``, the qubits it needs to fill ``slot``."""
+
+    def qubits_for(self, slot) -> int | None:
+        """The qubits this layer needs for ``slot`` (None for a classical layer or an undeclared count)."""
+        return None if self.qubits is None else int(self.qubits(slot))
 
     def accepted_options(self) -> set[str] | None:
         """Keyword options the factory takes; ``None`` when it takes ``**kwargs``."""
@@ -49,16 +55,20 @@ class LayerEntry:
 _REGISTRY: dict[str, dict[str, LayerEntry]] = {kind: {} for kind in SLOT_KINDS}
 
 
-def _check_kind(slot_kind: str) -> None:
-    if slot_kind not in _REGISTRY:
+def _check_kind(slot_kind: str) -> str:
+    """``slot_kind`` under its current name (``conv3x3`` is ``conv``); an unknown kind is an error."""
+    kind = canonical_kind(slot_kind) if isinstance(slot_kind, str) else slot_kind
+    if kind not in _REGISTRY:
         raise QcreepError(f"unknown slot kind '{slot_kind}'; valid kinds: {', '.join(sorted(_REGISTRY))}")
+    return kind
 
 
 def _valid_name(name) -> bool:
     return isinstance(name, str) and name.replace("_", "").replace("-", "").isalnum()
 
 
-def register_layer(name: str, slot_kind: str, *, quantum: bool, description: str = "", twin_of: str | None = None):
+def register_layer(name: str, slot_kind: str, *, quantum: bool, description: str = "", twin_of: str | None = None,
+                   qubits: Callable[..., int] | None = None):
     """Decorator: register ``factory(slot, **options) -> nn.Module`` as ``name`` for ``slot_kind``.
 
     Example:
@@ -77,9 +87,12 @@ def register_layer(name: str, slot_kind: str, *, quantum: bool, description: str
     of nonlinearity. :func:`twin_for` finds it. A quantum layer has at most one twin per slot kind;
     the quantum layer itself may be registered before or after its twin.
 
+    ``qubits(slot) -> int`` (quantum layers) says how many qubits the layer needs for a slot, so
+    that :func:`qcreep.creep.creep` can say which slots it can fill before building anything.
+
     Registering a name twice for the same slot kind is an error.
     """
-    _check_kind(slot_kind)
+    slot_kind = _check_kind(slot_kind)
     if not _valid_name(name):
         raise QcreepError(f"layer names are letters, digits, '_' and '-'; got {name!r}")
     if twin_of is not None:
@@ -101,7 +114,7 @@ def register_layer(name: str, slot_kind: str, *, quantum: bool, description: str
                 raise QcreepError(f"quantum layer '{twin_of}' already has a classical twin for slot kind "
                                   f"'{slot_kind}' ('{taken[0]}'); unregister_layer it first")
         doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
-        _REGISTRY[slot_kind][name] = LayerEntry(name, slot_kind, factory, bool(quantum), doc, twin_of)
+        _REGISTRY[slot_kind][name] = LayerEntry(name, slot_kind, factory, bool(quantum), doc, twin_of, qubits)
         return factory
 
     return decorator
@@ -109,12 +122,12 @@ def register_layer(name: str, slot_kind: str, *, quantum: bool, description: str
 
 def unregister_layer(name: str, slot_kind: str) -> None:
     """Remove a registration (for tests and interactive sessions)."""
-    get_layer_entry(name, slot_kind)
+    slot_kind = get_layer_entry(name, slot_kind).slot_kind
     del _REGISTRY[slot_kind][name]
 
 
 def get_layer_entry(name: str, slot_kind: str) -> LayerEntry:
-    _check_kind(slot_kind)
+    slot_kind = _check_kind(slot_kind)
     try:
         return _REGISTRY[slot_kind][name]
     except KeyError:
@@ -133,6 +146,7 @@ def twin_for(name: str, slot_kind: str) -> str:
     has no registered twin; the message lists the quantum layers that have one.
     """
     entry = get_layer_entry(name, slot_kind)
+    slot_kind = entry.slot_kind
     with_twins = sorted(e.twin_of for e in _REGISTRY[slot_kind].values()
                         if e.twin_of is not None and e.twin_of in _REGISTRY[slot_kind]
                         and _REGISTRY[slot_kind][e.twin_of].quantum)
@@ -151,15 +165,12 @@ def twin_for(name: str, slot_kind: str) -> str:
 def list_layers(slot_kind: str | None = None) -> list[str]:
     """Registered layer names for one slot kind, or ``kind:name`` for all kinds."""
     if slot_kind is not None:
-        _check_kind(slot_kind)
-        return sorted(_REGISTRY[slot_kind])
+        return sorted(_REGISTRY[_check_kind(slot_kind)])
     return [f"{kind}:{name}" for kind in sorted(_REGISTRY) for name in sorted(_REGISTRY[kind])]
 
 
 def layer_entries(slot_kind: str | None = None) -> list[LayerEntry]:
-    kinds = [slot_kind] if slot_kind is not None else sorted(_REGISTRY)
-    for kind in kinds:
-        _check_kind(kind)
+    kinds = [_check_kind(slot_kind)] if slot_kind is not None else sorted(_REGISTRY)
     return [_REGISTRY[k][n] for k in kinds for n in sorted(_REGISTRY[k])]
 
 

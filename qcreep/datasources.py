@@ -1,0 +1,496 @@
+"""Your own data: ``.npz`` and ``.csv`` files, image folders, arrays, tensors and torch datasets.
+
+:func:`load_data` turns a data spec into ``(train, test, info)``: two
+:class:`~qcreep.data.Split` objects and a :class:`DataInfo` that says what was loaded. A spec is
+
+* a built-in dataset name (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``; see
+  :mod:`qcreep.data`);
+* ``PATH.npz`` with arrays ``x_train, y_train, x_test, y_test``, or ``x, y`` that are split into
+  train and test (stratified, ``test_fraction``, seeded by ``split_seed``). It is read with
+  ``allow_pickle=False``: a file holding pickled objects is refused, never unpickled;
+* ``PATH.csv``: one example per row, the label in the last column unless ``target`` names a
+  column (by header name or by index, negative indices count from the end). A header row is
+  detected: the first row is a header when one of its feature cells is not a number;
+* a folder in torchvision's ``ImageFolder`` layout (``ROOT/CLASS/IMAGE.png``), with ``train/``
+  and ``test/`` subfolders, or one such folder that is split like ``x, y`` above.
+
+``test_data`` names a separate test file (or folder) of the same kind; the spec then holds the
+training examples only. From Python, ``load_data`` also takes ``(x, y)`` or ``(x_train, y_train,
+x_test, y_test)`` as numpy arrays or tensors, or ``(train_dataset, test_dataset)`` torch datasets
+whose items are ``(x, y)``.
+
+What comes out:
+
+* labels of any kind (``-1/1``, strings, floats that are whole numbers) become classes
+  ``0 .. K-1`` in sorted order of the original labels; :attr:`DataInfo.classes` keeps the map;
+* features are float32. Tabular data (one vector per example) is standardised by the caller with
+  the statistics of the part it trains on (:func:`standardize`; ``standardize=False`` leaves it as
+  it is). Images are ``(N, C, H, W)``: 8-bit images are scaled to ``[0, 1]`` and normalised with
+  mean 0.5 and std 0.5, as the built-in datasets are; float images are kept as they are. An
+  ``.npz`` image array of shape ``(N, H, W)`` gets one channel; ``(N, C, H, W)`` is channels-first.
+
+Bad data is a :class:`~qcreep.errors.DataError` with one line that says what was wrong and what
+would be valid, raised before anything is written: a missing or unreadable file, NaN or inf,
+ragged rows, a missing target column, a single class, a class too small for the split, ``x`` and
+``y`` of different lengths, an unreadable image, a pickled object inside an ``.npz``.
+
+Example:
+    >>> import numpy as np
+    >>> x = np.arange(40, dtype=float).reshape(20, 2)
+    >>> y = np.array(["no", "yes"] * 10)
+    >>> train, test, info = load_data((x, y), test_fraction=0.25)
+    >>> len(train), len(test), info.classes, info.input_shape, info.tabular
+    (16, 4, ['no', 'yes'], (2,), True)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qcreep.data import Split, dataset_names, get_spec, load_dataset
+from qcreep.errors import DataError, QcreepError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+@dataclass
+class DataInfo:
+    """What :func:`load_data` loaded.
+
+    Attributes:
+        spec: the data spec as given (a name, a path, or ``"<arrays>"`` / ``"<datasets>"``).
+        kind: ``builtin``, ``npz``, ``csv``, ``folder``, ``arrays`` or ``datasets``.
+        input_shape: per-example shape of ``x``.
+        num_classes: K; labels are ``0 .. K-1``.
+        classes: the original label of each class, in class order (as text or numbers).
+        tabular: one feature vector per example (standardised by default), not images.
+        digest: SHA-1 of the data (the files' bytes, or the arrays' values), so that runs on
+            different data never share a file.
+        columns: feature column names of a CSV with a header.
+    """
+
+    spec: str
+    kind: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    classes: list
+    tabular: bool
+    digest: str
+    columns: list[str] = field(default_factory=list)
+    test_spec: str | None = None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["input_shape"] = list(self.input_shape)
+        return out
+
+
+# ------------------------------------------------------------------------------------------------
+# labels and checks
+
+
+def encode_labels(*label_arrays, where: str = "the data") -> tuple[list[np.ndarray], list]:
+    """Labels of any kind as classes ``0 .. K-1`` in sorted order, with the sorted original labels."""
+    arrays = [np.asarray(a) for a in label_arrays]
+    for a in arrays:
+        if a.ndim != 1:
+            raise DataError(f"labels in {where} must be one value per example (shape (N,)), got shape {a.shape}")
+    joined = np.concatenate(arrays) if arrays else np.array([])
+    if joined.dtype.kind == "f":
+        if not np.isfinite(joined).all():
+            raise DataError(f"labels in {where} contain NaN or inf; every example needs a class")
+        if (joined == np.round(joined)).all():
+            arrays = [a.astype(np.int64) for a in arrays]
+            joined = joined.astype(np.int64)
+    elif joined.dtype.kind not in "iub":
+        arrays = [a.astype(str) for a in arrays]
+        joined = joined.astype(str)
+    classes = np.unique(joined)
+    if len(classes) < 2:
+        shown = classes[0].item() if len(classes) else "none"
+        raise DataError(f"{where} has a single class ({shown!r}); a classifier needs at least two")
+    encoded = [np.searchsorted(classes, a).astype(np.int64) for a in arrays]
+    return encoded, [c.item() for c in classes]
+
+
+def _check_features(x: np.ndarray, where: str) -> np.ndarray:
+    if x.dtype == object:
+        raise DataError(f"features in {where} are Python objects, not numbers; store a numeric array")
+    try:
+        x = x.astype(np.float32) if x.dtype.kind != "f" or x.dtype.itemsize > 4 else x
+    except (TypeError, ValueError):
+        raise DataError(f"features in {where} are not numbers (dtype {x.dtype})") from None
+    if x.ndim < 2:
+        raise DataError(f"features in {where} must have one row per example (shape (N, F) or (N, C, H, W)), "
+                        f"got shape {x.shape}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise DataError(f"features in {where} contain NaN or inf (first in example {row}); "
+                        "fill or drop those values first")
+    return x
+
+
+def _check_lengths(x, y, where: str) -> None:
+    if len(x) != len(y):
+        raise DataError(f"{where} has {len(x)} examples in x but {len(y)} labels in y; they must match")
+    if len(x) == 0:
+        raise DataError(f"{where} holds no examples")
+
+
+def _as_images(x: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` gets a channel axis; 8-bit images are scaled and normalised like the built-in datasets."""
+    scaled = x.dtype == np.uint8
+    if x.ndim == 3:
+        x = x[:, None]
+    x = x.astype(np.float32)
+    if scaled:
+        x = (x / 255.0 - 0.5) / 0.5
+    return x
+
+
+def _shape_features(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    if x.ndim == 2:
+        return x.astype(np.float32, copy=False), True
+    if x.ndim in (3, 4):
+        return _as_images(x), False
+    raise DataError(f"features must be (N, F) vectors, (N, H, W) or (N, C, H, W) images; got shape {x.shape}")
+
+
+def stratified_split(x, y: np.ndarray, fraction: float, seed: int, where: str):
+    """``(x_a, y_a, x_b, y_b)`` with a stratified share ``fraction`` in b; every class needs 2 examples."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+        raise QcreepError(f"test_fraction must be a number in (0, 1), got {fraction!r}")
+    classes, counts = np.unique(y, return_counts=True)
+    small = [(c, n) for c, n in zip(classes, counts) if n < 2]
+    if small:
+        c, n = small[0]
+        raise DataError(f"class {c!r} in {where} has {n} example; a stratified test split needs at least 2 per "
+                        "class (add examples, drop the class, or give a separate test file)")
+    rng = np.random.default_rng(seed)
+    test_mask = np.zeros(len(y), dtype=bool)
+    for c in classes:
+        members = np.flatnonzero(y == c)
+        k = min(max(int(round(fraction * len(members))), 1), len(members) - 1)
+        test_mask[rng.permutation(members)[:k]] = True
+    return x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
+
+
+def standardize(fit: Split, *others: Split) -> tuple[Split, ...]:
+    """Standardise tabular features with the mean and standard deviation of ``fit`` (constant columns: std 1).
+
+    Returns ``fit`` and ``others`` standardised with ``fit``'s statistics, so that validation and
+    test examples never inform the scaling.
+    """
+    mean = fit.x.mean(0, keepdim=True)
+    std = fit.x.std(0, unbiased=False, keepdim=True)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return tuple(Split((s.x - mean) / std, s.y) for s in (fit, *others))
+
+
+# ------------------------------------------------------------------------------------------------
+# readers
+
+
+def _digest_files(paths) -> str:
+    sha = hashlib.sha1()
+    for path in sorted(paths, key=str):
+        sha.update(str(Path(path).name).encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                sha.update(block)
+    return sha.hexdigest()[:16]
+
+
+def _digest_arrays(*arrays) -> str:
+    sha = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        sha.update(str((a.dtype.str, a.shape)).encode())
+        sha.update(a.tobytes() if a.dtype.kind != "U" else "\x00".join(a.ravel().tolist()).encode())
+    return sha.hexdigest()[:16]
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise DataError(f"{path} holds a pickled object; qcreep reads .npz files without pickle: save plain "
+                            "numeric (or string) arrays") from None
+        raise DataError(f"{path} is not a readable .npz file ({' '.join(str(err).split())})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}); save it with numpy.savez") \
+            from None
+
+
+def _npz_parts(path: Path) -> tuple[tuple, tuple | None]:
+    arrays = _read_npz(path)
+    names = set(arrays)
+    if {"x_train", "y_train", "x_test", "y_test"} <= names:
+        return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+    if {"x", "y"} <= names:
+        return (arrays["x"], arrays["y"]), None
+    raise DataError(f"{path} holds arrays {', '.join(sorted(names)) or '(none)'}; an .npz for qcreep holds "
+                    "x_train, y_train, x_test, y_test, or x and y")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: Path, target) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            sample = handle.read(65536)
+            handle.seek(0)
+            try:
+                delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
+            except csv.Error:
+                delimiter = ","
+            rows = [row for row in csv.reader(handle, delimiter=delimiter) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} cannot be read as a text CSV file ({type(err).__name__})") from None
+    if not rows:
+        raise DataError(f"{path} is empty; a CSV for qcreep has one example per row and a label column")
+    width = len(rows[0])
+    if width < 2:
+        raise DataError(f"{path} has {width} column; it needs at least one feature column and a label column")
+    for number, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise DataError(f"{path} line {number} has {len(row)} columns, the first row has {width}; "
+                            "every row needs the same columns")
+    column = _target_column(rows[0], target, path)
+    features_first = [cell for i, cell in enumerate(rows[0]) if i != column]
+    header = not all(_is_number(cell.strip()) for cell in features_first)
+    names = [cell.strip() for cell in rows[0]] if header else [f"column {i}" for i in range(width)]
+    if header and target is not None and not _is_int_text(target):
+        column = _target_column(rows[0], target, path)
+    body = rows[1:] if header else rows
+    if not body:
+        raise DataError(f"{path} has a header row and no examples")
+    values = np.empty((len(body), width - 1), dtype=np.float32)
+    labels = []
+    first = 2 if header else 1
+    for r, row in enumerate(body):
+        k = 0
+        for i, cell in enumerate(row):
+            if i == column:
+                labels.append(cell.strip())
+                continue
+            text = cell.strip()
+            if not text:
+                raise DataError(f"{path} line {r + first}, column '{names[i]}' is empty; fill or drop missing "
+                                "values first")
+            try:
+                values[r, k] = float(text)
+            except ValueError:
+                raise DataError(f"{path} line {r + first}, column '{names[i]}' holds {text!r}, not a number; "
+                                "feature columns must be numeric") from None
+            k += 1
+    labels = np.array(labels)
+    if all(_is_number(v) for v in labels):
+        labels = labels.astype(np.float64)
+    return values, labels, [n for i, n in enumerate(names) if i != column]
+
+
+def _is_int_text(value) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, str) and value.lstrip("-").isdigit()
+
+
+def _target_column(first_row: list[str], target, path: Path) -> int:
+    width = len(first_row)
+    if target is None:
+        return width - 1
+    if _is_int_text(target):
+        index = int(target)
+        if not -width <= index < width:
+            raise DataError(f"--target {target} is out of range for {path}, which has {width} columns "
+                            f"(indices 0..{width - 1}, or -{width}..-1)")
+        return index % width
+    names = [cell.strip() for cell in first_row]
+    if target in names:
+        return names.index(target)
+    raise DataError(f"{path} has no column '{target}'; columns: {', '.join(names)} (or give an index)")
+
+
+def _read_image(path: Path):
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415 - only for image folders
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise DataError(f"image {path} cannot be read ({type(err).__name__}); remove it or replace it with a "
+                        "valid image") from None
+
+
+def _image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root} has no class folders; an image folder holds one subfolder per class "
+                        "(ROOT/CLASS/IMAGE.png)")
+    files, labels = [], []
+    for class_dir in class_dirs:
+        images = sorted(p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files += images
+        labels += [class_dir.name] * len(images)
+    if not files:
+        raise DataError(f"{root} has class folders but no images ({', '.join(IMAGE_SUFFIXES)})")
+    pictures = [_read_image(p) for p in files]
+    gray = all(p.mode in ("1", "L", "I;16", "I", "F") for p in pictures)
+    mode = "L" if gray else "RGB"
+    arrays = []
+    first_size = pictures[0].size
+    for path, picture in zip(files, pictures):
+        if picture.size != first_size:
+            raise DataError(f"images in {root} differ in size: {files[0].name} is {first_size[0]}x{first_size[1]}, "
+                            f"{path.name} is {picture.size[0]}x{picture.size[1]}; resize them to one size first")
+        arrays.append(np.asarray(picture.convert(mode), dtype=np.uint8))
+    x = np.stack(arrays)
+    x = x[:, None] if gray else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x, np.array(labels), files
+
+
+def _read_file_or_folder(path: Path, target, role: str) -> tuple[tuple, tuple | None, str, list[str], list[Path]]:
+    """``(train part, test part or None, kind, columns, files read)`` of one path."""
+    if not path.exists():
+        raise DataError(f"{role} {path} does not exist; give a built-in dataset ({', '.join(dataset_names())}), "
+                        "a .npz or .csv file, or an image folder")
+    if path.is_dir():
+        train, test = path / "train", path / "test"
+        if train.is_dir() and test.is_dir():
+            x_tr, y_tr, f_tr = _image_folder(train)
+            x_te, y_te, f_te = _image_folder(test)
+            return (x_tr, y_tr), (x_te, y_te), "folder", [], f_tr + f_te
+        x, y, files = _image_folder(path)
+        return (x, y), None, "folder", [], files
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        train_part, test_part = _npz_parts(path)
+        return train_part, test_part, "npz", [], [path]
+    if suffix in (".csv", ".tsv", ".txt"):
+        x, y, columns = _read_csv(path, target)
+        return (x, y), None, "csv", columns, [path]
+    raise DataError(f"{role} {path} is a '{suffix}' file; qcreep reads .npz, .csv and image folders")
+
+
+def _from_python(spec) -> tuple[tuple, tuple | None, str]:
+    from torch.utils.data import Dataset  # noqa: PLC0415
+
+    def arr(v):
+        return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
+    if isinstance(spec, tuple | list) and len(spec) == 2 and all(isinstance(d, Dataset) for d in spec):
+        parts = []
+        for dataset in spec:
+            xs, ys = [], []
+            for index in range(len(dataset)):
+                item = dataset[index]
+                if not isinstance(item, tuple | list) or len(item) != 2:
+                    raise DataError(f"dataset items must be (x, y) pairs; item {index} is {type(item).__name__}")
+                xs.append(arr(item[0]))
+                ys.append(arr(item[1]).item() if arr(item[1]).size == 1 else arr(item[1]))
+            try:
+                parts.append((np.stack(xs), np.array(ys)))
+            except ValueError:
+                raise DataError("dataset items have features of different shapes; every x needs one shape") from None
+        return parts[0], parts[1], "datasets"
+    if isinstance(spec, tuple | list) and len(spec) in (2, 4):
+        values = [arr(v) for v in spec]
+        if len(values) == 2:
+            return (values[0], values[1]), None, "arrays"
+        return (values[0], values[1]), (values[2], values[3]), "arrays"
+    raise QcreepError(f"data must be a built-in name, a path, (x, y), (x_train, y_train, x_test, y_test) or "
+                      f"(train_dataset, test_dataset); got {type(spec).__name__}")
+
+
+# ------------------------------------------------------------------------------------------------
+# the entry point
+
+
+def is_builtin(spec) -> bool:
+    """True for the name of a built-in dataset."""
+    return isinstance(spec, str) and spec in dataset_names()
+
+
+def load_data(spec, *, test_data=None, target=None, test_fraction: float = 0.2, split_seed: int = 0,
+              data_dir=None, max_train: int | None = None, max_test: int | None = None,
+              download: bool = True) -> tuple[Split, Split, DataInfo]:
+    """``(train, test, info)`` for a data spec; see the module docs for the specs and the checks.
+
+    ``max_train`` / ``max_test`` keep the first N examples of each split (after a stratified split
+    where there is one). ``data_dir`` and ``download`` are for the built-in datasets.
+    """
+    if is_builtin(spec):
+        if test_data is not None:
+            raise QcreepError(f"a built-in dataset ('{spec}') brings its own test split; --test-data is for files")
+        train, test = load_dataset(spec, data_dir, max_train, max_test, download=download)
+        ds = get_spec(spec)
+        info = DataInfo(spec, "builtin", tuple(ds.input_shape), ds.num_classes,
+                        list(ds.class_names) or list(range(ds.num_classes)), False, f"builtin:{spec}")
+        return train, test, info
+    files: list[Path] = []
+    columns: list[str] = []
+    if isinstance(spec, str | os.PathLike):
+        path = Path(spec)
+        if not path.exists() and path.suffix.lower() not in (".npz", ".csv", ".tsv", ".txt"):
+            raise DataError(f"unknown data '{spec}': not a built-in dataset ({', '.join(dataset_names())}) and no "
+                            "such file or folder; give a .npz or .csv file or an image folder")
+        train_part, test_part, kind, columns, files = _read_file_or_folder(path, target, "data")
+        where, shown = str(path), str(spec)
+    else:
+        train_part, test_part, kind = _from_python(spec)
+        where, shown = "the given arrays", f"<{kind}>"
+    test_shown = None
+    if test_data is not None:
+        if test_part is not None:
+            raise QcreepError(f"{where} already holds a test split (x_test, y_test or test/); drop --test-data")
+        if not isinstance(test_data, str | os.PathLike):
+            raise QcreepError("test_data is a file or folder path")
+        t_train, t_test, _, _, t_files = _read_file_or_folder(Path(test_data), target, "test data")
+        if t_test is not None:
+            raise QcreepError(f"test data {test_data} holds a train and a test split; give one split")
+        test_part, files, test_shown = t_train, files + t_files, str(test_data)
+    x_tr, y_tr = train_part
+    _check_lengths(x_tr, y_tr, where)
+    if test_part is not None:
+        _check_lengths(test_part[0], test_part[1], test_shown or where)
+    x_tr = _check_features(np.asarray(x_tr), where)
+    digest = _digest_files(files) if files else _digest_arrays(*train_part, *(test_part or ()))
+    if test_part is None:
+        (y_all,), classes = encode_labels(y_tr, where=where)
+        x_tr, y_train, x_te, y_test = stratified_split(x_tr, y_all, test_fraction, split_seed, where)
+    else:
+        x_te = _check_features(np.asarray(test_part[0]), test_shown or where)
+        (y_train, y_test), classes = encode_labels(y_tr, test_part[1], where=where)
+        if x_te.shape[1:] != x_tr.shape[1:]:
+            raise DataError(f"test examples have shape {x_te.shape[1:]}, training examples {x_tr.shape[1:]}; "
+                            "they must match")
+        if len(np.unique(y_train)) < 2:
+            raise DataError(f"the training examples of {where} hold a single class; a classifier needs two")
+    x_tr, tabular = _shape_features(x_tr)
+    x_te, _ = _shape_features(x_te)
+    train = Split(torch.from_numpy(np.ascontiguousarray(x_tr[:max_train])),
+                  torch.from_numpy(np.ascontiguousarray(y_train[:max_train])))
+    test = Split(torch.from_numpy(np.ascontiguousarray(x_te[:max_test])),
+                 torch.from_numpy(np.ascontiguousarray(y_test[:max_test])))
+    info = DataInfo(shown, kind, tuple(train.x.shape[1:]), len(classes), classes, tabular, digest, columns,
+                    test_shown)
+    return train, test, info
