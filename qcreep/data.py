@@ -683,13 +683,24 @@ def load_dataset(
     return train, test
 
 
+def _round_up(x: float) -> str:
+    """``x`` rounded up to two significant digits, as text (``0.037`` for 0.0368)."""
+    digits = 1 - math.floor(math.log10(x))
+    return f"{math.ceil(x * 10**digits) / 10**digits:g}"
+
+
 def validation_split(train: Split, fraction: float, split_seed: int = 0) -> tuple[Split, Split | None]:
     """Carve a fixed, stratified validation split from ``train``; returns ``(fit_part, validation)``.
 
     For each class ``c`` with ``n_c`` training examples, ``round(fraction * n_c)`` of them (at
-    least one where ``n_c >= 2`` and ``fraction > 0``) go to validation, chosen by a permutation drawn
-    from ``numpy.random.default_rng(split_seed)``. Both parts keep the original order of the
-    examples they hold. ``fraction == 0`` returns ``(train, None)``.
+    least one, at most ``n_c - 1``) go to validation, chosen by a permutation drawn from
+    ``numpy.random.default_rng(split_seed)``. Both parts keep the original order of the examples
+    they hold. ``fraction == 0`` returns ``(train, None)``.
+
+    A split too small to be what was asked for is an error (a :class:`QcreepError` that names the
+    sizes and what is valid), not a silent surprise: every class needs at least 2 examples (one to
+    fit, one to validate), and the one-per-class minimum must not make the validation split more
+    than twice ``fraction`` of ``train`` (5 examples of 2 classes would put 40% in validation).
 
     Example:
         >>> train, _ = load_dataset("digits")
@@ -702,21 +713,26 @@ def validation_split(train: Split, fraction: float, split_seed: int = 0) -> tupl
     if fraction == 0:
         return train, None
     labels = train.y.numpy()
+    classes, counts = np.unique(labels, return_counts=True)
+    n = len(labels)
+    few = [f"class {c}: {k}" for c, k in zip(classes.tolist(), counts.tolist()) if k < 2]
+    if few:
+        raise QcreepError(f"a stratified validation split of {n} training examples needs at least 2 of each class "
+                          f"(one to fit, one to validate), but {len(few)} class(es) have 1 ({', '.join(few[:5])}"
+                          f"{', ...' if len(few) > 5 else ''}); use more training examples (--max-train), or "
+                          "--val-fraction 0 (no validation split; then also --no-tune)")
+    sizes = np.clip(np.rint(fraction * counts).astype(int), 1, counts - 1)
+    k_total = int(sizes.sum())
+    if k_total > 2 * fraction * n:
+        enough = math.ceil(len(classes) / (2 * fraction))
+        raise QcreepError(f"a validation split stratified by class takes at least one example of each of the "
+                          f"{len(classes)} classes: {k_total} of {n} training examples ({100 * k_total / n:.2g}%), "
+                          f"more than twice the asked {100 * fraction:g}%; use more training examples (at least "
+                          f"about {enough}: --max-train), or --val-fraction {_round_up(k_total / (2 * n))} or more")
     rng = np.random.default_rng(split_seed)
-    chosen = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        k = int(round(fraction * len(members)))
-        if len(members) >= 2:
-            k = min(max(k, 1), len(members) - 1)
-        else:
-            k = 0
-        chosen.append(rng.permutation(members)[:k])
-    val_mask = np.zeros(len(labels), dtype=bool)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, sizes)]
+    val_mask = np.zeros(n, dtype=bool)
     val_mask[np.concatenate(chosen)] = True
-    if not val_mask.any() or val_mask.all():
-        raise QcreepError(f"a validation fraction of {fraction} leaves no validation or no training examples "
-                          f"out of {len(labels)}; use more training examples or another --val-fraction")
     val_idx = torch.from_numpy(np.flatnonzero(val_mask))
     fit_idx = torch.from_numpy(np.flatnonzero(~val_mask))
     return Split(train.x[fit_idx], train.y[fit_idx]), Split(train.x[val_idx], train.y[val_idx])

@@ -38,7 +38,7 @@ from qcreep.models import (
 )
 from qcreep.records import read_record
 from qcreep.train import build_run_model, preflight
-from qcreep.tuning import TuningSpec, choose, final_config, trial_configs, tuning_dir
+from qcreep.tuning import TuningSpec, check_tunable, choose, final_config, trial_configs, tuning_dir
 
 
 def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",), twins: bool = False,
@@ -150,6 +150,8 @@ def run_sweep(configs: list[TrainConfig], out_dir, *, executor: Executor | None 
     executor = executor or LocalExecutor()
     data = data or DataCache()
     out_dir = Path(out_dir)
+    if tuning is not None:
+        check_tunable(configs)  # before the lock creates the folder
     with results_lock(out_dir):
         finals = list(configs)
         if tuning is not None:
@@ -187,6 +189,7 @@ def tune_and_finalise(configs, out_dir, spec: TuningSpec, *, executor, progress,
                       resume) -> list[TrainConfig]:
     """Run every rung's trials (resuming finished ones), choose, and return the final configs."""
     spec.validate()
+    check_tunable(configs)
     groups = rung_groups(configs, tuple(spec.grid))
     trials_of = [trial_configs(group[0], spec) for group in groups]
     all_trials = [t for trials in trials_of for t in trials]

@@ -121,6 +121,14 @@ class TuningSpec:
                 "grid": {k: list(v) for k, v in self.grid.items()}}
 
 
+def check_tunable(configs: list[TrainConfig]) -> None:
+    """Refuse to tune runs without a validation split (``val_fraction`` 0): the choice is made on it."""
+    if any(c.val_fraction == 0 for c in configs):
+        raise ConfigError("tuning chooses each rung's settings on the validation split, but val_fraction is 0 "
+                          "(no validation split); use --val-fraction > 0 (default 0.1), or --no-tune (with --lr "
+                          "for a fixed learning rate)")
+
+
 def trial_configs(base: TrainConfig, spec: TuningSpec) -> list[TrainConfig]:
     """The trials of ``base``'s rung: for each grid point, one config per tuning seed (point-major).
 

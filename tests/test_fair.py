@@ -34,7 +34,7 @@ def digits():
 # --------------------------------------------------------------------------------- validation split
 
 
-def tagged(n_per_class=(30, 12, 7, 1)) -> Split:
+def tagged(n_per_class=(30, 12, 7, 2)) -> Split:
     """A split whose images carry their index, so membership can be traced exactly."""
     labels = torch.cat([torch.full((n,), c) for c, n in enumerate(n_per_class)])
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(5))
@@ -53,9 +53,9 @@ def test_validation_split_partitions_train_and_is_stratified():
     assert len(fit_ids) == len(fit_part) and len(val_ids) == len(val)
     # labels travel with their images
     assert torch.equal(train.y[val.x.flatten().long()], val.y)
-    # per class: round(0.2 n), at least one where n >= 2, none of a single-example class
+    # per class: round(0.2 n), at least one, at most n - 1
     counts = torch.bincount(val.y, minlength=4).tolist()
-    assert counts == [6, 2, 1, 0]
+    assert counts == [6, 2, 1, 1]
     # both parts keep the original order
     assert val.x.flatten().tolist() == sorted(val.x.flatten().tolist())
     assert fit_part.x.flatten().tolist() == sorted(fit_part.x.flatten().tolist())
@@ -87,8 +87,19 @@ def test_validation_split_errors():
     for bad in (1.0, -0.1, "0.1", True):
         with pytest.raises(QcreepError, match=r"validation fraction must be a number in \[0, 1\)"):
             validation_split(train, bad)
-    with pytest.raises(QcreepError, match=r"leaves no validation or no training examples"):
-        validation_split(tagged((1, 1)), 0.5)
+    # too small to be what was asked: a class of 1 example, or one per class far beyond the fraction
+    with pytest.raises(QcreepError, match=r"^a stratified validation split of 32 training examples needs at least 2 "
+                                          r"of each class \(one to fit, one to validate\), but 1 class\(es\) have 1 "
+                                          r"\(class 2: 1\); use more training examples \(--max-train\), or "
+                                          r"--val-fraction 0 \(no validation split; then also --no-tune\)$"):
+        validation_split(tagged((20, 11, 1)), 0.1)
+    with pytest.raises(QcreepError, match=r"^a validation split stratified by class takes at least one example of each "
+                                          r"of the 2 classes: 2 of 5 training examples \(40%\), more than twice the "
+                                          r"asked 10%; use more training examples \(at least about 10: --max-train\), "
+                                          r"or --val-fraction 0.2 or more$"):
+        validation_split(tagged((3, 2)), 0.1)
+    assert len(validation_split(tagged((3, 2)), 0.2)[1]) == 2  # asked for: 40% is at most twice 20%
+    assert len(validation_split(tagged((5, 5)), 0.1)[1]) == 2  # 20%: at the limit, accepted
 
 
 def test_run_records_the_split_and_scores_validation(tmp_path, digits):
@@ -221,6 +232,16 @@ def test_tuning_over_several_seeds_takes_the_mean_and_reuses_seed_0(tmp_path, di
     assert saved["budget"]["seeds"] == [0, 1] and saved["chosen"] == block["chosen"]
     with pytest.raises(ConfigError, match=r"tune_seeds \(seeds per tuning trial\) must be an integer >= 1, got 0"):
         TuningSpec.default(seeds=0)
+
+
+def test_tuning_without_a_validation_split_is_refused_before_anything_is_written(tmp_path, digits):
+    spec = TuningSpec.default(epochs=1, lr_grid=[1e-3, 1e-2])
+    configs = plan(["digits"], levels=[0], seeds=[0], epochs=1, val_fraction=0.0, **TINY)
+    with pytest.raises(ConfigError, match=r"^tuning chooses each rung's settings on the validation split, but "
+                                          r"val_fraction is 0 \(no validation split\); use --val-fraction > 0 "
+                                          r"\(default 0.1\), or --no-tune"):
+        run_sweep(configs, tmp_path / "out", tuning=spec, progress=False, log=Log())
+    assert not (tmp_path / "out").exists()
 
 
 def test_interrupted_tuning_resumes_and_reuses_finished_trials(tmp_path, digits):

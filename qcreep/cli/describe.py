@@ -89,10 +89,17 @@ def cmd_summary(args) -> int:
         assignment = level_assignment(backbone, args.level if args.level is not None else 0)
     # the parameters are allocated as the model is built: refuse before that what cannot fit (a twin
     # is sized like its quantum rung, so the quantum assignment gives its count)
-    from qcreep.guard import guard_build
+    from qcreep.errors import ConfigError
+    from qcreep.guard import build_estimate, check_memory
 
-    guard_build(dataset=spec.name, assignment=assignment, n_reps=args.n_reps, n_qubits=args.n_qubits,
-                angles=args.angles, input_shape=spec.input_shape, out_features=spec.num_classes)
+    try:
+        estimate = build_estimate(dataset=spec.name, assignment=assignment, n_reps=args.n_reps,
+                                  n_qubits=args.n_qubits, angles=args.angles, input_shape=spec.input_shape,
+                                  out_features=spec.num_classes)
+    except ConfigError:
+        estimate = None  # a setting the model cannot take: building it below names the slot and why
+    if estimate is not None:
+        check_memory(estimate)
     if args.twin:
         assignment = twin_assignment(backbone, assignment)
     torch.manual_seed(0)

@@ -261,7 +261,7 @@ def cmd_run(args) -> int:
     from qcreep.models import all_assignments, assignment_label, hybridnet
     from qcreep.report import load_records, markdown_table, summarize, write_report
     from qcreep.sweep import default_seed_parallel, plan, preflight_sweep, run_sweep
-    from qcreep.tuning import TuningSpec, trial_configs, tuning_dir
+    from qcreep.tuning import TuningSpec, check_tunable, trial_configs, tuning_dir
 
     settings = run_settings(args)
     assignments = list(settings.get("assign") or [])
@@ -277,6 +277,7 @@ def cmd_run(args) -> int:
     if settings.get("tune"):
         tuning = TuningSpec.default(settings["tune"], epochs=settings["tune_epochs"], lr_grid=settings.get("lr_grid"),
                                     seeds=settings["tune_seeds"])
+        check_tunable(configs)
     executor_name = settings.get("executor") or "local"
     seed_parallel = settings.get("seed_parallel") or (
         default_seed_parallel(configs[0].device, settings["seeds"]) if executor_name == "local" else 1)
