@@ -1,7 +1,10 @@
 """What defines one run: :class:`TrainConfig`, its checks, its fingerprint and its run id.
 
-One run is one (dataset, rung, angle mode, seed) under one protocol. A rung is a replacement
-level (0, 1, 2) or an explicit assignment of layers to slots; a *twin* rung is the same network
+One run is one (model spec, data spec, assignment, settings): the network (``model``, the paper's
+``hybridnet`` or an import string, :mod:`qcreep.modelspec`), the data (``dataset``, a built-in
+name or a file or folder, :mod:`qcreep.datasources`), the rung and the protocol. A rung is a
+replacement level (HybridNet's 0, 1, 2; for another model, level k makes its first k slots
+quantum, in forward order) or an explicit assignment of layers to slots; a *twin* rung is the same network
 with every quantum layer replaced by its registered classical twin (``twin_of`` names the quantum
 rung it controls).
 
@@ -31,10 +34,11 @@ import torch
 
 from qcreep.checks import check_choice, check_int, check_number
 from qcreep.data import get_spec
-from qcreep.errors import ConfigError
+from qcreep.datasources import data_label, info_for, is_builtin
+from qcreep.errors import ConfigError, QcreepError
 from qcreep.layers._angles import ANGLE_MODES
 from qcreep.layers.reupload import BIAS_INITS, OUTPUT_SCALES
-from qcreep.models import assignment_label, hybridnet, level_assignment, parse_assignment
+from qcreep.models import ORIGINAL, assignment_label, backbone_for, level_assignment, parse_assignment
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZERS = ("adam",)
@@ -45,6 +49,10 @@ SOLVERS = ("auto", "eigh", "expm")
 FINGERPRINT_KEYS = ("dataset", "assignment", "seed", "batch_size", "lr", "optimizer", "n_reps", "n_qubits",
                     "angles", "output_scale", "bias_init", "max_train", "max_test", "val_fraction", "split_seed",
                     "dtype")
+# Keys added with own models and data: they enter the fingerprint only when they differ from these
+# defaults, so every run of the paper's network on a built-in dataset keeps its hash and file name.
+EXTENDED_FINGERPRINT = {"model": "hybridnet", "model_hash": None, "slots": None, "data_digest": None,
+                        "test_data": None, "target": None, "test_fraction": 0.2, "standardize": True}
 
 
 @dataclass
@@ -52,6 +60,7 @@ class TrainConfig:
     """Everything that defines a run. Defaults: the paper's protocol plus a 10% validation split."""
 
     dataset: str = "digits"
+    model: str = "hybridnet"
     level: int | None = 0
     assignment: dict[str, str] | None = None
     seed: int = 0
@@ -74,6 +83,11 @@ class TrainConfig:
     device: str = "cpu"
     data_dir: str | None = None
     threads: int | None = None
+    test_data: str | None = None
+    target: str | None = None
+    test_fraction: float = 0.2
+    standardize: bool = True
+    slots: list[str] | None = None
     twin_of: str | None = None
     label: str | None = None
     tuning: dict | None = None
@@ -81,8 +95,13 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every value; fill ``assignment`` from ``level``. Returns ``self``."""
-        spec = get_spec(self.dataset)
-        self.dataset = spec.name
+        if is_builtin(self.dataset):
+            self.dataset = get_spec(self.dataset).name
+        elif not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"dataset must be a built-in name or a file or folder path, got {self.dataset!r}")
+        from qcreep.modelspec import check_spec  # noqa: PLC0415
+
+        self.model = check_spec(self.model)
         for key, minimum in (("seed", 0), ("epochs", 1), ("batch_size", 1), ("n_reps", 1), ("eval_batch_size", 1),
                              ("split_seed", 0)):
             setattr(self, key, check_int(getattr(self, key), key, minimum, error=ConfigError))
@@ -102,7 +121,22 @@ class TrainConfig:
         check_choice(self.solver, "solver", SOLVERS, error=ConfigError)
         check_choice(self.dtype, "dtype", tuple(DTYPES), error=ConfigError)
         check_device(self.device)
-        backbone = hybridnet(spec.input_shape, spec.num_classes)
+        self.test_fraction = check_number(self.test_fraction, "test_fraction", high=1.0, error=ConfigError)
+        if not isinstance(self.standardize, bool):
+            raise ConfigError(f"standardize must be true or false, got {self.standardize!r}")
+        for key in ("test_data", "target"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str | int):
+                raise ConfigError(f"{key} must be text, got {value!r}")
+        if self.target is not None:
+            self.target = str(self.target)
+        if self.slots is not None:
+            if isinstance(self.slots, str):
+                self.slots = [self.slots]
+            if not isinstance(self.slots, list | tuple) or not all(isinstance(p, str) for p in self.slots):
+                raise ConfigError(f"slots must be a list of names or patterns, got {self.slots!r}")
+            self.slots = list(self.slots)
+        backbone = self.backbone()
         if self.level is not None and self.assignment is not None:
             if level_assignment(backbone, self.level) != parse_assignment(self.assignment, backbone):
                 raise ConfigError("give level or assignment, not both")
@@ -114,14 +148,32 @@ class TrainConfig:
             raise ConfigError("a run needs a level (0, 1, 2) or an assignment such as conv1=flipped_quanv3x3")
         return self
 
+    def backbone(self):
+        """The slots of this run's model on this run's data (:func:`qcreep.models.backbone_for`)."""
+        info = info_for(self)
+        try:
+            return backbone_for(self.model, info.input_shape, info.num_classes, tuple(self.slots or ()) or None)
+        except ConfigError:
+            raise
+        except QcreepError as err:
+            raise ConfigError(f"model '{self.model}' on data '{self.dataset}': {err}") from None
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> dict:
-        """The values of :data:`FINGERPRINT_KEYS` (after validation, so equal runs give equal values)."""
+        """The values of :data:`FINGERPRINT_KEYS` (after validation, so equal runs give equal values), and
+        those of :data:`EXTENDED_FINGERPRINT` that differ from their defaults: the model's spec and
+        structure hash, the data's digest, the slot selection and the data options."""
         if self.assignment is None or not isinstance(self.assignment, dict):
             self.validate()
-        return {k: getattr(self, k) for k in FINGERPRINT_KEYS}
+        values = {k: getattr(self, k) for k in FINGERPRINT_KEYS}
+        extended = {"model": self.model, "slots": self.slots, "test_data": self.test_data, "target": self.target,
+                    "test_fraction": self.test_fraction, "standardize": self.standardize,
+                    "model_hash": None if self.model == "hybridnet" else self.backbone().structure,
+                    "data_digest": None if is_builtin(self.dataset) else info_for(self).digest}
+        values.update({k: v for k, v in extended.items() if v != EXTENDED_FINGERPRINT[k]})
+        return values
 
     @property
     def config_hash(self) -> str:
@@ -146,9 +198,17 @@ class TrainConfig:
             rung = f"level{self.level}"
         elif self.twin_of is not None and self.twin_of.startswith("level "):
             rung = f"level{self.twin_of.split()[1]}twin"
-        else:
+        elif self.model == "hybridnet":
             rung = "_".join(f"{slot}-{layer}" for slot, layer in self.assignment.items())
-        return f"{self.dataset}_{rung}_{self.angles}_seed{self.seed}_{self.config_hash}"
+        else:
+            rung = "_".join(f"{slot}-{layer}" for slot, layer in self.assignment.items() if layer != ORIGINAL) \
+                or "original"
+        prefix = data_label(self.dataset)
+        if self.model != "hybridnet":
+            from qcreep.modelspec import model_label  # noqa: PLC0415
+
+            prefix += f"_{model_label(self.model)}"
+        return f"{prefix}_{rung}_{self.angles}_seed{self.seed}_{self.config_hash}"
 
     def replace(self, **changes) -> TrainConfig:
         """A validated copy with ``changes``."""

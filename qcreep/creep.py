@@ -266,7 +266,8 @@ class Creep:
         quantum = [e.name for e in layer_entries(first.kind) if e.quantum]
         return f"{first.name}={quantum[0] if quantum else ORIGINAL}"
 
-    def build(self, assignment=None, *, check: bool = True, **layer_options) -> nn.Module:
+    def build(self, assignment=None, *, check: bool = True, source: nn.Module | None = None,
+              **layer_options) -> nn.Module:
         """A new model with ``assignment``'s layers in its slots; the user's model is not changed.
 
         ``assignment`` maps slot names to registered layer names (or ``original``); unnamed slots
@@ -274,15 +275,24 @@ class Creep:
         the options it names: ``angles``, ``n_reps``, ``n_qubits``, ``output_scale``, ...). A new
         layer takes the dtype and device of the module it replaces unless ``dtype`` / ``device``
         are given. All new layers are created (in forward order) and checked against the slot's
-        shapes before the copy is changed.
+        shapes before the copy is changed. ``source`` is another instance of the same model (for
+        example one initialised from another seed) to copy instead of the model the slots were
+        found in.
         """
+        base = self.model if source is None else source
+        if source is not None:
+            ours = [(n, type(m)) for n, m in self.model.named_modules()]
+            theirs = [(n, type(m)) for n, m in source.named_modules()]
+            if ours != theirs:
+                raise QcreepError(f"source model {type(source).__name__} does not have the module tree of "
+                                  f"{type(self.model).__name__}; build from an instance of the same model")
         filled = self.parse_assignment(assignment)
         replacements = {}
         for slot in self.slots:
             layer_name = filled[slot.name]
             if layer_name == ORIGINAL:
                 continue
-            original = self.model.get_submodule(slot.name)
+            original = base.get_submodule(slot.name)
             options = dict(layer_options)
             param = next(original.parameters(), None)
             if param is not None:
@@ -296,7 +306,7 @@ class Creep:
             if check:
                 _check_layer(slot, layer_name, layer)
             replacements[slot.name] = layer
-        model = copy.deepcopy(self.model)
+        model = copy.deepcopy(base)
         for name, layer in replacements.items():
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model

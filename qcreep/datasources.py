@@ -426,8 +426,8 @@ def _from_python(spec) -> tuple[tuple, tuple | None, str]:
 
 
 def is_builtin(spec) -> bool:
-    """True for the name of a built-in dataset."""
-    return isinstance(spec, str) and spec in dataset_names()
+    """True for the name of a built-in dataset (any case)."""
+    return isinstance(spec, str) and spec.strip().lower() in dataset_names()
 
 
 def load_data(spec, *, test_data=None, target=None, test_fraction: float = 0.2, split_seed: int = 0,
@@ -494,3 +494,61 @@ def load_data(spec, *, test_data=None, target=None, test_fraction: float = 0.2, 
     info = DataInfo(shown, kind, tuple(train.x.shape[1:]), len(classes), classes, tabular, digest, columns,
                     test_shown)
     return train, test, info
+
+
+# ------------------------------------------------------------------------------------------------
+# data of a run, loaded once per process
+
+
+_LOADED: dict = {}
+_MAX_CACHED = 4
+
+
+def _stamp(path) -> tuple:
+    """What changes when a file or folder changes: its resolved path, sizes and modification times."""
+    if path is None:
+        return ()
+    path = Path(path)
+    if not path.exists():
+        return (str(path),)
+    if path.is_file():
+        stat = path.stat()
+        return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*")) if p.is_file()]
+    return (str(path.resolve()), hash(tuple(stats)))
+
+
+def run_data_key(config) -> tuple:
+    """What identifies the data a config loads (its files' stamps included, so an edited file is read again)."""
+    return (config.dataset, config.data_dir, config.max_train, config.max_test, config.test_data, config.target,
+            config.test_fraction, config.split_seed, _stamp(None if is_builtin(config.dataset) else config.dataset),
+            _stamp(config.test_data))
+
+
+def load_for(config) -> tuple[Split, Split, DataInfo]:
+    """``(train, test, info)`` of a :class:`~qcreep.config.TrainConfig`'s data, loaded once per process."""
+    key = run_data_key(config)
+    if key not in _LOADED:
+        if len(_LOADED) >= _MAX_CACHED:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load_data(config.dataset, test_data=config.test_data, target=config.target,
+                                 test_fraction=config.test_fraction, split_seed=config.split_seed,
+                                 data_dir=config.data_dir, max_train=config.max_train, max_test=config.max_test)
+    return _LOADED[key]
+
+
+def info_for(config) -> DataInfo:
+    """The :class:`DataInfo` of a config's data; a built-in dataset is described from its spec, not loaded."""
+    if is_builtin(config.dataset):
+        ds = get_spec(config.dataset)
+        return DataInfo(ds.name, "builtin", tuple(ds.input_shape), ds.num_classes,
+                        list(ds.class_names) or list(range(ds.num_classes)), False, f"builtin:{ds.name}")
+    return load_for(config)[2]
+
+
+def data_label(spec: str) -> str:
+    """A short name of a data spec for tables and file names: the built-in name, or the file's stem."""
+    if is_builtin(spec):
+        return get_spec(spec).name
+    stem = Path(str(spec)).stem or "data"
+    return "".join(ch if ch.isalnum() or ch in "-" else "-" for ch in stem).strip("-").lower() or "data"

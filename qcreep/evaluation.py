@@ -128,9 +128,9 @@ def evaluate_run(run: TrainedRun, spec: HardwareSpec, *, log=None) -> dict:
 
 
 def _input_shape(config) -> tuple:
-    from qcreep.data import get_spec
+    from qcreep.datasources import info_for
 
-    return tuple(get_spec(config.dataset).input_shape)
+    return tuple(info_for(config).input_shape)
 
 
 def evaluate_folder(out_dir, spec: HardwareSpec, *, run_ids=None, log=None) -> list[dict]:

@@ -409,3 +409,74 @@ def guard_build(config_like=None, /, device=None, available: int | None = None, 
     estimate = build_estimate(config_like, **settings)
     check_memory(estimate, device or _get(config_like, "device", "cpu"), available)
     return estimate
+
+
+def estimate_backbone(config_like, backbone, /, *, n_models: int = 1) -> dict:
+    """Bytes one training step of any model's rung needs, slot by slot (the terms of :func:`estimate_memory`).
+
+    The model's own parameters count as they are; a quantum slot counts the parameters of its
+    layer, and each re-uploading slot its gates, data Hamiltonians and states as in the module
+    docstring (a dense slot applied to ``(*, F)`` inputs runs ``prod(*)`` circuits per example).
+    Activations count ``3 B b`` per output number of every slot: the model's other modules
+    (activations, pooling, attention) are not counted.
+    """
+    import math
+
+    from qcreep.creep import ORIGINAL
+    from qcreep.layers.quanv import patch_qubits
+
+    batch = _count("batch_size", _get(config_like, "batch_size", 200))
+    eval_batch = _count("eval_batch_size", _get(config_like, "eval_batch_size", batch))
+    n_reps = _count("n_reps", _get(config_like, "n_reps", 10))
+    b = _dtype_bytes(_get(config_like, "dtype", "float32"))
+    angles = _get(config_like, "angles", "real")
+    c = 2 * b
+    p = c if angles == "complex" else b
+    assignment = _get(config_like, "assignment") or {}
+    fixed_q = _get(config_like, "n_qubits")
+    params = sum(v.numel() for v in backbone.found.model.parameters())
+    gates = ham = states = act = eval_need = 0
+    largest = None
+    for s in backbone.found.slots:
+        layer = assignment.get(s.name, ORIGINAL)
+        act += CONV_COPIES * batch * b * math.prod(s.output_shape)
+        eval_need += EVAL_CONV_COPIES * eval_batch * b * math.prod(s.output_shape)
+        if layer in (ORIGINAL, "linear", "conv2d"):
+            continue
+        params -= s.params
+        if s.kind == "dense":
+            lead = math.prod(s.input_shape[:-1])
+            n = max(fixed_q or 0, min_qubits(s.slot.in_features, s.slot.out_features))
+            dim = 2**n
+            params += n_reps * (4**n - 1) + s.slot.out_features + 1
+            if layer == "data_reuploading":
+                slot_gates = GATE_COPIES * n_reps * dim * dim * c
+                slot_ham = HAMILTONIAN_COPIES * batch * lead * dim * dim * b
+                gates, ham = gates + slot_gates, ham + slot_ham
+                states += STATE_COPIES * batch * lead * n_reps * dim * c
+                eval_need += EVAL_HAMILTONIAN_COPIES * eval_batch * lead * dim * dim * b
+                if largest is None or slot_gates + slot_ham > largest[1]:
+                    largest = (s.name, slot_gates + slot_ham, n)
+        else:
+            q = patch_qubits(s.slot.kernel_size)
+            params += s.slot.out_channels * s.slot.in_channels * (4**q - 1) + s.slot.out_channels
+    where = f" in slot {largest[0]} ({largest[2]} qubits)" if largest else ""
+    terms = {"parameters": params * p, "gradients and Adam state": 3 * params * p, "re-uploading gates": gates,
+             "data Hamiltonians": ham, "re-upload states": states, "convolution activations": act,
+             "evaluation batch": max(0, eval_need - (ham + states + act))}
+    terms = {k: int(v) * n_models for k, v in terms.items()}
+    notes = {"parameters": f"{params:,} parameters", "gradients and Adam state": f"for {params:,} parameters",
+             "re-uploading gates": f"for n_reps={n_reps}{where}", "data Hamiltonians": f"for batch_size={batch}{where}",
+             "re-upload states": f"for batch_size={batch}, n_reps={n_reps}{where}",
+             "convolution activations": f"for batch_size={batch}",
+             "evaluation batch": f"for eval_batch_size={eval_batch}"}
+    total = sum(terms.values())
+    return {"terms": terms, "total": total, "dominant": max(terms, key=terms.get), "notes": notes,
+            "settings": {"batch_size": batch, "n_reps": n_reps, "n_models": n_models, "n_params": params}}
+
+
+def guard_backbone(config_like, backbone, /, device=None, available: int | None = None, *, n_models: int = 1) -> dict:
+    """:func:`estimate_backbone` then :func:`check_memory`; returns the estimate when it fits."""
+    estimate = estimate_backbone(config_like, backbone, n_models=n_models)
+    check_memory(estimate, device or _get(config_like, "device", "cpu"), available)
+    return estimate

@@ -72,6 +72,8 @@ class Backbone:
     quantum: dict[str, str] = field(default_factory=dict)
     levels: dict[int, tuple[str, ...]] = field(default_factory=dict)
     keeps_original: bool = True
+    spec: str | None = None
+    structure: str | None = None
 
     def __post_init__(self):
         for s in self.found.slots:
@@ -178,6 +180,47 @@ def hybridnet(input_shape=(1, 32, 32), num_classes: int = 10) -> Backbone:
     return _hybridnet(tuple(int(v) for v in input_shape), int(num_classes))
 
 
+def cumulative_levels(slot_names) -> dict[int, tuple[str, ...]]:
+    """Level k makes the first k slots quantum, in forward order: the quantum creeping in."""
+    names = list(slot_names)
+    return {k: tuple(names[:k]) for k in range(len(names) + 1)}
+
+
+@functools.lru_cache(maxsize=16)
+def backbone_for(spec: str, input_shape: tuple, num_classes: int, slots: tuple | None = None) -> Backbone:
+    """The backbone of model ``spec`` (:mod:`qcreep.modelspec`) for ``input_shape`` and ``num_classes``.
+
+    HybridNet has the paper's levels and candidates. Any other model keeps its own modules as the
+    classical candidates (``original``), takes the paper's layers as the quantum ones, and gets
+    cumulative levels (:func:`cumulative_levels`). ``slots`` selects slots as in
+    :func:`qcreep.creep.creep`. The template is built outside the caller's random state.
+    """
+    from qcreep.modelspec import make_model, model_label, structure_hash  # noqa: PLC0415
+
+    input_shape = tuple(int(v) for v in input_shape)
+    if spec == "hybridnet":
+        if slots:
+            raise QcreepError("hybridnet's slots are conv1, conv2 and head; select rungs with --levels or --assign, "
+                              "not --slots")
+        backbone = hybridnet(input_shape, num_classes)
+        backbone.spec = spec
+        return backbone
+    with torch.random.fork_rng(devices=[]):
+        template = make_model(spec, input_shape, num_classes)
+        backbone = backbone_of(template, input_shape, slots=list(slots) if slots else None, name=model_label(spec))
+    if not backbone.slots:
+        found = "; ".join(f"{u.name}: {u.reason}" for u in backbone.found.unfillable) or \
+            "it has no nn.Linear or nn.Conv2d"
+        raise QcreepError(f"model '{spec}' has no slot that a registered layer can fill ({found})")
+    backbone.levels = cumulative_levels(backbone.slot_names)
+    backbone.spec = spec
+    backbone.structure = structure_hash(template)
+    if backbone.output_shape != (num_classes,):
+        raise QcreepError(f"model '{spec}' gives outputs of shape {backbone.output_shape} per example; a classifier of "
+                          f"{num_classes} classes gives ({num_classes},)")
+    return backbone
+
+
 def level_assignment(backbone: Backbone, level: int) -> dict[str, str]:
     """The assignment of a replacement level: the level's slots quantum, the others classical."""
     if isinstance(level, bool) or level not in backbone.levels:
@@ -233,6 +276,33 @@ def all_assignments(backbone: Backbone) -> list[dict[str, str]]:
     return [{s.name: (s.quantum if q else s.classical) for s, q in zip(slots, bits)} for bits in combos]
 
 
+RUNG_KINDS = ("cumulative", "single", "all")
+
+
+def rung_assignments(backbone: Backbone, rungs: str = "cumulative") -> list[dict[str, str]]:
+    """The ladder of a model over its slots, all-classical first.
+
+    ``cumulative``: rung k has the first k slots (in forward order) quantum, the quantum creeping
+    in; ``single``: all-classical, then each slot alone; ``all``: every subset
+    (:func:`all_assignments`).
+
+    Example:
+        >>> [sorted(k for k, v in a.items() if v != "conv2d" and v != "linear")
+        ...  for a in rung_assignments(hybridnet((1, 12, 12)), "single")]
+        [[], ['conv1'], ['conv2'], ['head']]
+    """
+    slots = backbone.slots
+    if rungs == "all":
+        return all_assignments(backbone)
+    if rungs == "cumulative":
+        return [{s.name: (s.quantum if i < k else s.classical) for i, s in enumerate(slots)}
+                for k in range(len(slots) + 1)]
+    if rungs == "single":
+        base = {s.name: s.classical for s in slots}
+        return [base] + [{**base, s.name: s.quantum} for s in slots]
+    raise QcreepError(f"rungs must be one of {', '.join(RUNG_KINDS)}, got {rungs!r}")
+
+
 def _kind(backbone: Backbone, slot_name: str) -> str:
     return backbone.slot(slot_name).slot.kind
 
@@ -274,10 +344,13 @@ def level_of(backbone: Backbone, assignment: dict[str, str]) -> int | None:
     return None
 
 
-def fill(backbone: Backbone, assignment: dict[str, str], *, check: bool = True, **layer_options) -> nn.Module:
+def fill(backbone: Backbone, assignment: dict[str, str], *, check: bool = True, source: nn.Module | None = None,
+         **layer_options) -> nn.Module:
     """``backbone``'s model with every slot filled by ``assignment`` (every slot named), via :meth:`Creep.build`.
 
-    The built model records its backbone's name, input shape and level (see :func:`summary`).
+    ``source`` is a model of the same structure whose modules (and weights) the slots that stay
+    ``original`` keep, e.g. the template built from a run's seed. The built model records its
+    backbone's name, input shape and level (see :func:`summary`).
     """
     missing = [s for s in backbone.slot_names if s not in assignment]
     extra = [s for s in assignment if s not in backbone.slot_names]
@@ -287,7 +360,8 @@ def fill(backbone: Backbone, assignment: dict[str, str], *, check: bool = True, 
         raise QcreepError(f"no layer assigned to slot(s) {', '.join(missing)} of {backbone.name}")
     for name, layer in assignment.items():
         _check_candidate(backbone, backbone.slot(name), layer)
-    model = backbone.found.build({s: assignment[s] for s in backbone.slot_names}, check=check, **layer_options)
+    model = backbone.found.build({s: assignment[s] for s in backbone.slot_names}, check=check, source=source,
+                                 **layer_options)
     info = build_info(model)
     info.update(backbone=backbone.name, input_shape=list(backbone.input_shape),
                 level=level_of(backbone, info["assignment"]),
@@ -402,4 +476,4 @@ def build_model(input_shape=(1, 32, 32), *, level: int | None = None, assignment
 __all__ = ["Backbone", "HybridNet", "ORIGINAL", "SlotSpec", "all_assignments", "assignment_label", "assignment_of",
            "backbone_of", "build_model", "default_quantum", "fill", "format_summary", "hybridnet",
            "is_quantum_assignment", "level_assignment", "level_of", "loss_and_accuracy", "parse_assignment",
-           "quantum_layers", "summary", "twin_assignment"]
+           "quantum_layers", "rung_assignments", "summary", "twin_assignment"]

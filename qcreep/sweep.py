@@ -25,12 +25,11 @@ from pathlib import Path
 import torch
 
 from qcreep.config import TrainConfig
-from qcreep.data import get_spec
+from qcreep.datasources import info_for
 from qcreep.errors import ConfigError, QcreepError
 from qcreep.executors import DataCache, Executor, LocalExecutor, data_key, default_seed_parallel, run_one
 from qcreep.files import atomic_write_bytes, atomic_write_json, results_lock
 from qcreep.models import (
-    hybridnet,
     is_quantum_assignment,
     level_of,
     parse_assignment,
@@ -71,8 +70,7 @@ def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",
             configs.append(config)
 
     for dataset in datasets:
-        spec = get_spec(dataset)
-        backbone = hybridnet(spec.input_shape, spec.num_classes)
+        backbone = TrainConfig(dataset=dataset, level=None, assignment=None, **settings).backbone()
         rungs = [{"level": lv, "assignment": None} for lv in (levels or [])]
         for item in assignments or []:
             filled = parse_assignment(item, backbone)
@@ -128,8 +126,13 @@ def check_memory_of(config: TrainConfig, n_models: int = 1) -> None:
     """Refuse settings whose memory estimate exceeds the machine (see :mod:`qcreep.guard`)."""
     from qcreep.guard import guard
 
-    spec = get_spec(config.dataset)
-    guard(config, device=config.device, input_shape=spec.input_shape, out_features=spec.num_classes,
+    if config.model != "hybridnet":
+        from qcreep.guard import guard_backbone
+
+        guard_backbone(config, config.backbone(), n_models=n_models)
+        return
+    info = info_for(config)
+    guard(config, device=config.device, input_shape=info.input_shape, out_features=info.num_classes,
           n_models=n_models)
 
 
@@ -204,7 +207,7 @@ def tune_and_finalise(configs, out_dir, spec: TuningSpec, *, executor, progress,
         block = choose(spec, trials, tuning_dir(out_dir))
         base = group[0]
         seeds = "" if spec.seeds == 1 else f"_seeds{spec.seeds}"
-        name = f"{base.dataset}_{_slug(base)}_{base.angles}_{trials[0].config_hash}{seeds}.json"
+        name = f"{_stem(base)}_{base.angles}_{trials[0].config_hash}{seeds}.json"
         atomic_write_json(tuning_dir(out_dir) / name,
                           {"dataset": base.dataset, "label": base.rung_label, "angles": base.angles, **block})
         if log is not None:
@@ -221,8 +224,9 @@ def _seeds_text(seeds: list[int]) -> str:
     return ", ".join(map(str, seeds))
 
 
-def _slug(config: TrainConfig) -> str:
-    return config.run_id.split(f"_{config.angles}_seed")[0].split(f"{config.dataset}_", 1)[1]
+def _stem(config: TrainConfig) -> str:
+    """The run id without its angle mode, seed and hash: data, model and rung."""
+    return config.run_id.split(f"_{config.angles}_seed")[0]
 
 
 SWEEP_COLUMNS = ("run_id", "dataset", "label", "twin_of", "angles", "seed", "status", "epochs_completed", "n_params",

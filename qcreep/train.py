@@ -37,10 +37,11 @@ import torch.nn.functional as F
 import qcreep
 from qcreep.config import DTYPES, TrainConfig, check_device
 from qcreep.creep import quantum_layers
-from qcreep.data import Split, get_spec, load_dataset, validation_split
+from qcreep.data import Split, validation_split
+from qcreep.datasources import info_for, is_builtin, load_for, standardize
 from qcreep.errors import CheckpointError, QcreepError
 from qcreep.files import check_not_in_use, results_lock
-from qcreep.models import build_model, loss_and_accuracy, summary
+from qcreep.models import fill, loss_and_accuracy, summary
 from qcreep.records import (
     METRIC_KEYS,
     RECORD_VERSION,
@@ -70,22 +71,44 @@ class RunData:
 
 
 def prepare_data(config: TrainConfig, data=None) -> RunData:
-    """Load ``config``'s dataset (or take ``data = (train, test)``) and carve the validation split."""
+    """Load ``config``'s data (or take ``data = (train, test)``) and carve the validation split.
+
+    Tabular data (one feature vector per example) is standardised with the mean and standard
+    deviation of the fitted part, unless ``config.standardize`` is false
+    (:func:`qcreep.datasources.standardize`): the validation and test parts never inform it.
+    """
     if data is None:
-        data = load_dataset(config.dataset, config.data_dir, config.max_train, config.max_test)
+        data = load_for(config)[:2]
     if isinstance(data, RunData):
         return data
     train, test = data
     fit_part, val = validation_split(train, config.val_fraction, config.split_seed)
+    if config.standardize and not is_builtin(config.dataset) and train.x.dim() == 2:
+        if val is None:
+            fit_part, test = standardize(fit_part, test)
+        else:
+            fit_part, val, test = standardize(fit_part, val, test)
     return RunData(fit_part, val, test)
 
 
 def build_run_model(config: TrainConfig) -> torch.nn.Module:
-    """The model of ``config``, initialised from ``torch.manual_seed(config.seed)``."""
-    spec = get_spec(config.dataset)
+    """The model of ``config``, initialised from ``torch.manual_seed(config.seed)``.
+
+    HybridNet's slots are all fresh registered layers, created in slot order from the seed (the
+    paper's initialisation). Any other model is built from its spec after the seed, and its
+    quantum layers are then created in forward order from the same random stream; the slots that
+    stay ``original`` keep the modules (and initial weights) of that seeded model.
+    """
+    backbone = config.backbone()
+    options = layer_options(config)
     torch.manual_seed(config.seed)
-    return build_model(spec.input_shape, assignment=config.assignment, num_classes=spec.num_classes,
-                       **layer_options(config))
+    source = None
+    if backbone.keeps_original:
+        from qcreep.modelspec import make_model  # noqa: PLC0415
+
+        source = make_model(config.model, backbone.input_shape, backbone.output_shape[0])
+        source = source.to(dtype=options["dtype"], device=options["device"])
+    return fill(backbone, config.assignment, source=source, **options)
 
 
 def layer_options(config: TrainConfig) -> dict:
@@ -263,6 +286,7 @@ class RunTracker:
             "solver": solver_used(self.model), "tuning": config.tuning,
             "split": {"fit": len(data.fit), "validation": len(data.val) if data.val is not None else 0,
                       "test": len(data.test), "val_fraction": config.val_fraction, "split_seed": config.split_seed},
+            "model": config.model, "data": info_for(config).to_dict(),
             "config": config.to_dict(), "environment": environment(self.device),
         }
         if self.start_epoch:

@@ -22,9 +22,8 @@ import torch
 from torch import nn
 
 from qcreep.config import FINGERPRINT_KEYS, TrainConfig
-from qcreep.data import get_spec
 from qcreep.errors import CheckpointError, ConfigError, QcreepError
-from qcreep.models import hybridnet, level_of
+from qcreep.models import level_of
 from qcreep.records import load_checkpoint, read_record
 from qcreep.train import build_run_model
 
@@ -51,8 +50,7 @@ def config_from_fingerprint(fingerprint: dict) -> TrainConfig:
     values = {k: fingerprint[k] for k in FINGERPRINT_KEYS}
     try:
         config = TrainConfig(level=None, **values).validate()
-        spec = get_spec(config.dataset)
-        level = level_of(hybridnet(spec.input_shape, spec.num_classes), config.assignment)
+        level = level_of(config.backbone(), config.assignment)
         return config if level is None else config.replace(level=level, assignment=None)
     except ConfigError as err:
         raise CheckpointError(f"checkpoint fingerprint does not describe a valid run: {err}") from None

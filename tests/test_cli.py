@@ -281,7 +281,7 @@ def test_summary_text_shows_qubits_twins_and_complex_counting(batch):
 
 
 @pytest.mark.parametrize("name,fragments", [
-    ("unknown_dataset", ["unknown dataset 'imagenet'; valid datasets: cifar10, digits, fashion-mnist, mnist"]),
+    ("unknown_dataset", ["unknown data 'imagenet': not a built-in dataset (cifar10, digits, fashion-mnist, mnist)"]),
     ("unknown_level", ["unknown replacement level 7 for hybridnet; valid levels: 0, 1, 2"]),
     ("unknown_slot", ["unknown slot 'conv9'; slots of hybridnet: conv1, conv2, head"]),
     ("unknown_layer", ["unknown layer 'quanv9' for slot 'conv1'", "valid: conv2d, conv3x3_twin, flipped_quanv3x3"]),

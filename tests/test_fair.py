@@ -14,7 +14,7 @@ from qcreep.data import Split, load_dataset, validation_split
 from qcreep.errors import ConfigError, QcreepError
 from qcreep.records import record_path
 from qcreep.stacked import fit_stacked
-from qcreep.sweep import DataCache, LocalExecutor, plan, run_sweep
+from qcreep.sweep import DataCache, LocalExecutor, data_key, plan, run_sweep
 from qcreep.train import DivergedError, fit
 from qcreep.tuning import DEFAULT_LR_GRID, TuningSpec, tuning_dir
 
@@ -134,7 +134,7 @@ def test_tuning_spec():
 def _sweep(tmp_path, digits, log, spec, levels=(0,), **kwargs):
     configs = plan(["digits"], levels=list(levels), seeds=[0, 1], epochs=2, **TINY)
     data = DataCache()
-    data._raw[("digits", None, TINY["max_train"], TINY["max_test"])] = digits
+    data._raw[data_key(configs[0])] = digits
     return configs, run_sweep(configs, tmp_path, tuning=spec, progress=False, log=log, data=data, **kwargs)
 
 
@@ -206,7 +206,7 @@ def test_tuning_over_several_seeds_takes_the_mean_and_reuses_seed_0(tmp_path, di
     # the same folder: the seed-0 trials of the first tuning are reused, the seed-1 trials are new
     configs = plan(["digits"], levels=[0], seeds=[0, 1], epochs=2, **TINY)
     data = DataCache()
-    data._raw[("digits", None, TINY["max_train"], TINY["max_test"])] = digits
+    data._raw[data_key(configs[0])] = digits
     from qcreep.sweep import tune_and_finalise
     finals = tune_and_finalise(configs, tmp_path, two, executor=LocalExecutor(), progress=False, log=log,
                                data=data, resume=True)
@@ -341,7 +341,7 @@ def test_stacked_first_epoch_steps_match_in_float32(tmp_path, digits):
 def test_stacked_executor_and_errors(tmp_path, digits):
     configs = plan(["digits"], levels=[0], seeds=[0, 1, 2], epochs=1, **TINY)
     data = DataCache()
-    data._raw[("digits", None, TINY["max_train"], TINY["max_test"])] = digits
+    data._raw[data_key(configs[0])] = digits
     records = run_sweep(configs, tmp_path, executor=LocalExecutor(seed_parallel=2), progress=False, log=Log(),
                         data=data)
     assert [r["seed"] for r in records] == [0, 1, 2] and all(r["status"] == "complete" for r in records)

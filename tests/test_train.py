@@ -349,7 +349,8 @@ def test_resume_after_crash_between_final_checkpoint_and_record(tmp_path, digits
     ({"optimizer": "sgd"}, ConfigError, r"^optimizer must be one of adam, got 'sgd'$"),
     ({"device": "tpu"}, ConfigError, r"^device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'$"),
     ({"dataset": "imagenet"}, QcreepError,
-     r"^unknown dataset 'imagenet'; valid datasets: cifar10, digits, fashion-mnist, mnist$"),
+     r"^unknown data 'imagenet': not a built-in dataset \(cifar10, digits, fashion-mnist, mnist\) and no such "
+     r"file or folder; give a .npz or .csv file or an image folder$"),
     ({"level": 5}, QcreepError, r"^unknown replacement level 5 for hybridnet; valid levels: 0, 1, 2$"),
     ({"level": None, "assignment": None}, ConfigError, r"^a run needs a level \(0, 1, 2\) or an assignment"),
     ({"level": 0, "assignment": "conv1=flipped_quanv3x3"}, ConfigError, r"^give level or assignment, not both$"),
@@ -474,7 +475,7 @@ def test_plan_errors():
         plan(["digits"], levels=[0], seeds=[])
     with pytest.raises(ConfigError, match=r"epochs must be an integer >= 1, got 0"):
         plan(["digits"], levels=[0], epochs=0)
-    with pytest.raises(QcreepError, match=r"unknown dataset 'nope'"):
+    with pytest.raises(QcreepError, match=r"unknown data 'nope'"):
         plan(["nope"], levels=[0])
 
 

@@ -33,15 +33,19 @@ SWEEP_KEYS = {
     "output_scale": (str, False), "bias_init": (str, False), "solver": (str, False), "seed_parallel": (int, False),
     "executor": (str, False), "ray_address": (str, False), "gpu_fraction": (float, False),
     "shots": (int, True), "noise": (float, True), "shot_seed": (int, False),
+    "model": (str, False), "test_data": (str, False), "target": (str, False), "test_fraction": (float, False),
+    "standardize": (bool, False), "slots": (str, True), "rungs": (str, False),
 }
+RUNGS = ("cumulative", "single", "all")
 DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 6,
             "angles": ["real"], "tune": ["lr"], "tune_epochs": 10, "tune_seeds": 1, "twins": True}
 DEFAULT_LEVELS = (0, 1, 2)  # when neither levels nor assignments are given
 DEFAULT_EPOCHS = 50  # TrainConfig.epochs (not imported here: --help stays fast); a test keeps them equal
-ALIASES = {"dataset": "datasets", "level": "levels", "assignments": "assign", "angle": "angles"}
+ALIASES = {"dataset": "datasets", "data": "datasets", "level": "levels", "assignments": "assign", "angle": "angles"}
 # settings passed to every run's TrainConfig when given
 RUN_FIELDS = ("epochs", "batch_size", "lr", "n_reps", "n_qubits", "max_train", "max_test", "eval_batch_size", "dtype",
-              "device", "data_dir", "threads", "val_fraction", "split_seed", "output_scale", "bias_init", "solver")
+              "device", "data_dir", "threads", "val_fraction", "split_seed", "output_scale", "bias_init", "solver",
+              "model", "test_data", "target", "test_fraction", "standardize", "slots")
 
 
 
@@ -55,8 +59,26 @@ def add_parser(sub) -> None:
                                      f"{DEFAULTS['datasets'][0]} data, {DEFAULTS['seeds']} seeds, "
                                      f"{DEFAULT_EPOCHS} epochs.")
     run.add_argument("--config", metavar="FILE", help="TOML or YAML file of settings; flags override it")
-    run.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", metavar="NAME",
-                     help="digits (default), mnist, fashion-mnist, cifar10")
+    run.add_argument("--data", "--dataset", "--datasets", dest="datasets", nargs="+", metavar="SPEC",
+                     help="built-in digits (default), mnist, fashion-mnist, cifar10; or a .npz file (x_train, y_train, "
+                          "x_test, y_test, or x, y), a .csv file (label in the last column unless --target) or an "
+                          "image folder (CLASS/IMAGE.png, with train/ and test/ or split)")
+    run.add_argument("--model", metavar="SPEC",
+                     help="hybridnet (default, the paper's network) or your own: package.module:attr or "
+                          "path/file.py:attr, an nn.Module class or factory taking input_shape and/or num_classes")
+    run.add_argument("--slots", nargs="+", metavar="PATTERN",
+                     help="which layers of --model may turn quantum: full names (features.0), suffixes (fc1), "
+                          "regular expressions or types (Linear, Conv2d); default all")
+    run.add_argument("--rungs", choices=RUNGS,
+                     help="the ladder over the slots: cumulative (rung k has the first k slots quantum, in forward "
+                          "order; the default for your own model), single (each slot alone) or all (every subset)")
+    run.add_argument("--test-data", metavar="FILE", help="a separate test file or folder (the --data file then trains)")
+    run.add_argument("--target", metavar="NAME|INDEX", help="the label column of a CSV (default: the last)")
+    run.add_argument("--test-fraction", type=fraction, metavar="F",
+                     help="stratified test share of data that has no test split (default 0.2)")
+    run.add_argument("--no-standardize", dest="standardize", action="store_false", default=None,
+                     help="keep tabular features as they are (default: standardised with the fitted part's "
+                          "mean and standard deviation)")
     run.add_argument("--levels", "--level", dest="levels", nargs="+", type=parse_level, metavar="L",
                      help="replacement levels (default 0 1 2 unless --assign is given)")
     run.add_argument("--assign", nargs="+", metavar="SPEC",
@@ -208,8 +230,12 @@ def effective_settings(args, file_settings: dict | None = None) -> dict:
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
-    if not settings.get("levels") and not settings.get("assign") and not settings.get("all_assignments"):
-        settings["levels"] = list(DEFAULT_LEVELS)
+    if not settings.get("levels") and not settings.get("assign") and not settings.get("all_assignments") \
+            and not settings.get("rungs"):
+        if settings.get("model") in (None, "hybridnet"):
+            settings["levels"] = list(DEFAULT_LEVELS)
+        else:
+            settings["rungs"] = "cumulative"
     return settings
 
 
@@ -255,21 +281,22 @@ def run_settings(args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from qcreep.data import get_spec
+    from qcreep.config import TrainConfig
     from qcreep.executors import make_executor
     from qcreep.files import check_not_in_use, ensure_dir, results_lock
-    from qcreep.models import all_assignments, assignment_label, hybridnet
+    from qcreep.models import assignment_label, rung_assignments
     from qcreep.report import load_records, markdown_table, summarize, write_report
     from qcreep.sweep import default_seed_parallel, plan, preflight_sweep, run_sweep
     from qcreep.tuning import TuningSpec, check_tunable, trial_configs, tuning_dir
 
     settings = run_settings(args)
-    assignments = list(settings.get("assign") or [])
-    if settings.get("all_assignments"):
-        for dataset in settings["datasets"]:
-            spec = get_spec(dataset)
-            assignments += [assignment_label(a) for a in all_assignments(hybridnet(spec.input_shape))]
     fields = {k: settings[k] for k in RUN_FIELDS if settings.get(k) is not None}
+    assignments = list(settings.get("assign") or [])
+    rungs = "all" if settings.get("all_assignments") else settings.get("rungs")
+    if rungs:
+        for dataset in settings["datasets"]:
+            backbone = TrainConfig(dataset=dataset, level=None, **fields).backbone()
+            assignments += [assignment_label(a) for a in rung_assignments(backbone, rungs)]
     configs = plan(settings["datasets"], levels=settings.get("levels"), assignments=assignments,
                    seeds=range(settings["seeds"]), angles=settings["angles"], twins=bool(settings.get("twins")),
                    **fields)

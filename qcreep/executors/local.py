@@ -21,15 +21,15 @@ import torch
 
 from qcreep.checks import check_int
 from qcreep.config import TrainConfig
-from qcreep.data import load_dataset
+from qcreep.datasources import load_for, run_data_key
 from qcreep.errors import ConfigError
 from qcreep.train import DivergedError, RunData, fit, prepare_data
 from qcreep.tuning import is_diverged, mark_diverged
 
 
 def data_key(config: TrainConfig) -> tuple:
-    """What identifies a loaded dataset: name, folder and the first-N limits."""
-    return (config.dataset, config.data_dir, config.max_train, config.max_test)
+    """What identifies loaded data: the spec, folder, first-N limits, test options and the files' stamps."""
+    return run_data_key(config)
 
 
 def split_key(config: TrainConfig) -> tuple:
@@ -47,7 +47,7 @@ class DataCache:
     def raw(self, config: TrainConfig):
         key = data_key(config)
         if key not in self._raw:
-            self._raw[key] = load_dataset(*key)
+            self._raw[key] = load_for(config)[:2]
         return self._raw[key]
 
     def run_data(self, config: TrainConfig) -> RunData:
