@@ -280,3 +280,23 @@ def test_3x3_layer_is_the_general_layer_with_a_3x3_kernel():
     x = torch.randn(1, 2, 9, 9, dtype=F64)
     assert torch.equal(a(x), b(x))
     assert a.stride == 2 and a.padding == 1 and a.kernel_size == 3
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation", [(5, 1, 2, 1), (2, 2, 0, 1), ((3, 5), 1, (1, 2), 2)])
+def test_kxk_twin_matches_the_quantum_layer_in_count_shape_and_kernel_family(kernel, stride, padding, dilation):
+    from qcreep.layers import ConvTwin, create_layer
+    from qcreep.slots import ConvSlot
+
+    slot = ConvSlot(3, 4, kernel, stride, padding, dilation)
+    quantum = create_layer("flipped_quanv3x3", slot, dtype=F64)
+    twin = create_layer("conv3x3_twin", slot, dtype=F64)
+    assert isinstance(twin, ConvTwin) and twin.side == 2**quantum.n_qubits
+    assert twin.num_parameters == quantum.num_parameters
+    x = torch.randn(2, 3, 11, 11, dtype=F64)
+    assert twin(x).shape == quantum(x).shape
+    k = twin.kernel().detach() * 3  # top-left block of a symmetric PSD matrix of trace 1
+    kh, kw = twin.kernel_hw
+    square = k[..., :min(kh, kw), :min(kh, kw)]
+    torch.testing.assert_close(square, square.mT)
+    assert torch.linalg.eigvalsh(square).min() > -1e-12
+    assert (torch.diagonal(square, dim1=-2, dim2=-1).sum(-1) <= 1 + 1e-12).all()

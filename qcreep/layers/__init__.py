@@ -42,10 +42,10 @@ def count_parameters(module) -> int:
 
 from qcreep.layers import twins  # noqa: E402  (registers conv3x3_twin and dense_twin, after the quantum layers)
 from qcreep.layers.registry import twin_for  # noqa: E402
-from qcreep.layers.twins import Conv3x3Twin, DenseTwin  # noqa: E402
+from qcreep.layers.twins import Conv3x3Twin, ConvTwin, DenseTwin  # noqa: E402
 
 __all__ = [
-    "Conv3x3Twin", "DataReUploadingLinear", "DenseTwin", "FlippedQuanv", "FlippedQuanv3x3", "LayerEntry",
+    "Conv3x3Twin", "ConvTwin", "DataReUploadingLinear", "DenseTwin", "FlippedQuanv", "FlippedQuanv3x3", "LayerEntry",
     "count_parameters", "create_layer", "get_layer_entry", "layer_entries", "list_layers", "min_qubits",
     "patch_qubits", "register_layer", "twin_for", "twins", "unregister_layer",
 ]

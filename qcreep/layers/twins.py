@@ -15,7 +15,7 @@ registered quantum layer it is a registered classical layer for the same slot ki
 
 Registered names (slot kind: name, twin of):
 
-- ``conv3x3: conv3x3_twin`` -- :class:`Conv3x3Twin`, twin of ``flipped_quanv3x3``;
+- ``conv: conv3x3_twin`` -- :class:`ConvTwin` (:class:`Conv3x3Twin` for 3x3), twin of ``flipped_quanv3x3``;
 - ``dense: dense_twin`` -- :class:`DenseTwin`, twin of ``data_reuploading``.
 
 ``qcreep.layers.twin_for("data_reuploading", "dense")`` gives ``"dense_twin"``.
@@ -32,6 +32,7 @@ from torch import nn
 
 from qcreep.checks import check_int
 from qcreep.errors import QcreepError
+from qcreep.layers.quanv import patch_qubits
 from qcreep.layers.registry import register_layer
 from qcreep.layers.reupload import DataReUploadingLinear, check_readout
 
@@ -57,8 +58,8 @@ def _check_real(owner: str, x: torch.Tensor) -> None:
 # ============================================================================ convolution
 
 
-class Conv3x3Twin(nn.Module):
-    r"""Classical twin of the flipped quanvolution: a linear 3x3 convolution with PSD, trace-bounded kernels.
+class ConvTwin(nn.Module):
+    r"""Classical twin of the flipped quanvolution: a linear convolution with PSD, trace-bounded kernels.
 
     The flipped quanvolution (:class:`~qcreep.layers.FlippedQuanv3x3`) is *linear* in its input: it
     is the convolution with kernel ``K_oc = Re(rho_oc)[:3, :3] / C_in``, where ``rho_oc`` is the
@@ -80,16 +81,22 @@ class Conv3x3Twin(nn.Module):
     rank-2 limit. Both layers parametrise their kernels redundantly (15 numbers for 6 independent
     entries), both normalise (unit state, unit trace), so both see the same scale-free geometry.
 
+    For a ``k_h x k_w`` kernel the same holds with ``D = 2^q``, ``q = max(1, ceil(log2 max(k_h,
+    k_w)))`` (the quantum layer's qubits): ``W_oc`` is ``D x D`` with its last entry fixed at 0
+    (``D^2 - 1`` numbers, the quantum layer's ``4^q - 1`` angles) and ``K_oc = M_oc[:k_h, :k_w] /
+    C_in``. :class:`ConvTwin` takes any kernel size, stride, padding and dilation;
+    :class:`Conv3x3Twin` is the 3x3 layer.
+
     Forward is one ``F.conv2d``, as the quantum layer's fast path.
 
-    Parameters (``C_in * C_out * 15 + C_out``, exactly the quantum layer's count):
-        ``factor``: ``(C_out, C_in, 15)``, the first 15 entries of each ``W_oc`` in row-major order;
+    Parameters (``C_in C_out (D^2 - 1) + C_out``, exactly the quantum layer's count; 15 per pair for 3x3):
+        ``factor``: ``(C_out, C_in, D^2 - 1)``, the first entries of each ``W_oc`` in row-major order;
         ``bias``: ``(C_out,)``. Both start standard normal, as the quantum layer's angles and bias
         (the published initialisation).
 
     Shapes:
         input ``(B, C_in, H, W)`` or ``(C_in, H, W)``; output ``(B, C_out, H', W')`` with
-        ``H' = (H + 2 padding - 3) // stride + 1`` (as ``nn.Conv2d``).
+        ``H' = (H + 2 padding - dilation (k_h - 1) - 1) // stride + 1`` (as ``nn.Conv2d``).
 
     Example:
         >>> import torch
@@ -103,56 +110,110 @@ class Conv3x3Twin(nn.Module):
         True
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, padding: int = 0, *,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=0, dilation=1, *,
                  dtype=None, device=None):
         super().__init__()
-        owner = "Conv3x3Twin"
+        owner = type(self).__name__
         self.in_channels = _check_int(owner, "in_channels", in_channels, 1)
         self.out_channels = _check_int(owner, "out_channels", out_channels, 1)
-        self.stride = _check_int(owner, "stride", stride, 1)
-        self.padding = _check_int(owner, "padding", padding, 0)
+        self.kernel_hw = _pair_of(owner, "kernel_size", kernel_size, 1)
+        self._stride = _pair_of(owner, "stride", stride, 1)
+        self._padding = _pair_of(owner, "padding", padding, 0)
+        self._dilation = _pair_of(owner, "dilation", dilation, 1)
+        self.side = 2**patch_qubits(self.kernel_hw)
         dtype = _float_dtype(owner, dtype)
-        self.factor = nn.Parameter(torch.randn(out_channels, in_channels, 15, dtype=dtype, device=device))
+        self.factor = nn.Parameter(torch.randn(out_channels, in_channels, self.side**2 - 1, dtype=dtype,
+                                               device=device))
         self.bias = nn.Parameter(torch.randn(out_channels, dtype=dtype, device=device))
+
+    stride = property(lambda self: _one(self._stride))
+    padding = property(lambda self: _one(self._padding))
+    dilation = property(lambda self: _one(self._dilation))
+    kernel_size = property(lambda self: _one(self.kernel_hw))
 
     @property
     def num_parameters(self) -> int:
         return self.factor.numel() + self.bias.numel()
 
     def factors(self) -> torch.Tensor:
-        """The ``(C_out, C_in, 4, 4)`` matrices ``W_oc`` (last entry 0)."""
-        return F.pad(self.factor, (0, 1)).unflatten(-1, (4, 4))
+        """The ``(C_out, C_in, D, D)`` matrices ``W_oc`` (last entry 0)."""
+        return F.pad(self.factor, (0, 1)).unflatten(-1, (self.side, self.side))
 
     def kernel(self) -> torch.Tensor:
-        """The ``(C_out, C_in, 3, 3)`` kernel ``(W W^T / ||W||_F^2)[:3, :3] / C_in``."""
+        """The ``(C_out, C_in, k_h, k_w)`` kernel ``(W W^T / ||W||_F^2)[:k_h, :k_w] / C_in``."""
+        kh, kw = self.kernel_hw
         w = self.factors()
-        top = w[..., :3, :]
-        gram = top @ top.transpose(-1, -2)  # (W W^T)[:3, :3]
+        gram = w[..., :kh, :] @ w[..., :kw, :].transpose(-1, -2)  # (W W^T)[:kh, :kw]
         norm = w.square().sum(dim=(-1, -2), keepdim=True)  # ||W||_F^2 = trace(W W^T)
         return gram / (norm * self.in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        owner = "Conv3x3Twin"
+        owner = type(self).__name__
         _check_real(owner, x)
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
             raise QcreepError(f"{owner} expects input (B, {self.in_channels}, H, W) or "
                               f"({self.in_channels}, H, W), got {tuple(x.shape)}")
-        if min(x.shape[-2:]) + 2 * self.padding < 3:
-            raise QcreepError(f"{owner} needs images of at least 3x3 after padding, got {tuple(x.shape)}")
+        sizes = [(n + 2 * p - d * (k - 1) - 1) // st + 1 for n, k, st, p, d in
+                 zip(x.shape[-2:], self.kernel_hw, self._stride, self._padding, self._dilation)]
+        if min(sizes) < 1:
+            kh, kw = self.kernel_hw
+            raise QcreepError(f"{owner} needs images of at least {kh}x{kw} after padding, got {tuple(x.shape)}")
         x = x.to(self.bias.dtype)
-        return F.conv2d(x, self.kernel(), self.bias, stride=self.stride, padding=self.padding)
+        return F.conv2d(x, self.kernel(), self.bias, stride=self._stride, padding=self._padding,
+                        dilation=self._dilation)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, stride={self.stride}, padding={self.padding}, "
+        conv = f"kernel_size={self.kernel_size}, " if self.kernel_hw != (3, 3) else ""
+        dil = f", dilation={self.dilation}" if self._dilation != (1, 1) else ""
+        return (f"{self.in_channels}, {self.out_channels}, {conv}stride={self.stride}, padding={self.padding}{dil}, "
                 f"params={self.num_parameters}")
 
 
-@register_layer("conv3x3_twin", slot_kind="conv3x3", quantum=False, twin_of="flipped_quanv3x3",
-                description="Conv3x3Twin: classical twin of flipped_quanv3x3, linear conv with PSD trace-normalised "
-                            "kernels, 15 C_in C_out + C_out parameters")
+class Conv3x3Twin(ConvTwin):
+    """The classical twin of :class:`~qcreep.layers.FlippedQuanv3x3`: a :class:`ConvTwin` with a 3x3 kernel.
+
+    ``Conv3x3Twin(C_in, C_out, stride, padding)``; ``15 C_in C_out + C_out`` parameters.
+
+    Example:
+        >>> import torch
+        >>> twin = Conv3x3Twin(1, 32)
+        >>> twin.num_parameters  # 15 * 1 * 32 + 32, as FlippedQuanv3x3(1, 32)
+        512
+        >>> twin(torch.randn(2, 1, 12, 12)).shape
+        torch.Size([2, 32, 10, 10])
+        >>> k = twin.kernel().detach()[0, 0] * twin.in_channels  # symmetric PSD, trace <= 1
+        >>> bool(torch.allclose(k, k.T) and torch.linalg.eigvalsh(k).min() > -1e-6 and k.trace() <= 1)
+        True
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride=1, padding=0, *, dilation=1, dtype=None,
+                 device=None):
+        super().__init__(in_channels, out_channels, 3, stride, padding, dilation, dtype=dtype, device=device)
+
+
+def _one(pair):
+    return pair[0] if pair[0] == pair[1] else pair
+
+
+def _pair_of(owner: str, what: str, value, minimum: int) -> tuple[int, int]:
+    if isinstance(value, tuple | list):
+        if len(value) != 2:
+            raise QcreepError(f"{owner} {what} must be an integer or a pair of integers, got {value!r}")
+        return (_check_int(owner, what, value[0], minimum), _check_int(owner, what, value[1], minimum))
+    v = _check_int(owner, what, value, minimum)
+    return (v, v)
+
+
+@register_layer("conv3x3_twin", slot_kind="conv", quantum=False, twin_of="flipped_quanv3x3",
+                description="ConvTwin: classical twin of flipped_quanv3x3, linear conv with PSD trace-normalised "
+                            "kernels, C_in C_out (D^2 - 1) + C_out parameters")
 def make_conv3x3_twin(slot, *, angles=None, path=None, solver=None, dtype=None, device=None):
     """Classical twin of ``flipped_quanv3x3``; the quantum-only options are accepted and ignored."""
-    return Conv3x3Twin(slot.in_channels, slot.out_channels, slot.stride, slot.padding, dtype=dtype, device=device)
+    if tuple(slot.kernel_hw) == (3, 3):
+        return Conv3x3Twin(slot.in_channels, slot.out_channels, slot.stride, slot.padding, dilation=slot.dilation,
+                           dtype=dtype, device=device)
+    return ConvTwin(slot.in_channels, slot.out_channels, slot.kernel_size, slot.stride, slot.padding, slot.dilation,
+                    dtype=dtype, device=device)
 
 
 # ============================================================================ dense head
