@@ -459,3 +459,21 @@ def quantum_layers(model: nn.Module) -> dict[str, nn.Module]:
     if info is None:
         return {}
     return {name: model.get_submodule(name) for name in info["quantum"]}
+
+
+def format_slots(summary: dict) -> str:
+    """:meth:`Creep.summary` as text: one line per slot, then the layers that cannot be filled and why."""
+    header = ("slot", "module", "kind", "input", "output", "params", "qubits if quantum")
+    rows = [header]
+    for s in summary["slots"]:
+        qubits = ", ".join(f"{layer} {n}" for layer, n in sorted(s["qubits"].items())) or "-"
+        rows.append((s["slot"], s["module"], s["kind"], "x".join(map(str, s["input"])),
+                     "x".join(map(str, s["output"])), f"{s['params']:,}", qubits))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [f"{summary['model']}: {len(summary['slots'])} slot(s), {summary['total_params']:,} parameters, "
+             f"output {'x'.join(map(str, summary['output_shape']))}"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+    if summary["unfillable"]:
+        lines.append("cannot be filled:")
+        lines += [f"  {u['slot']} ({u['module']}): {u['reason']}" for u in summary["unfillable"]]
+    return "\n".join(lines)

@@ -12,7 +12,15 @@ def add_parsers(sub) -> None:
     lst.add_argument("--json", action="store_true", help="machine-readable JSON")
 
     summ = sub.add_parser("summary", help="per-slot summary of a model: layers, shapes, parameter counts")
-    summ.add_argument("--dataset", default="digits", help="sets the input shape and classes (default digits)")
+    summ.add_argument("--data", "--dataset", dest="dataset", default="digits", metavar="SPEC",
+                      help="sets the input shape and classes: a built-in name (default digits), a .npz or .csv "
+                           "file or an image folder")
+    summ.add_argument("--model", default="hybridnet", metavar="SPEC",
+                      help="hybridnet (default) or your own model, package.module:attr or path/file.py:attr: "
+                           "shows its slots, their shapes, parameters and the qubits each quantum layer needs")
+    summ.add_argument("--slots", nargs="+", metavar="PATTERN", help="with --model: the slots to consider")
+    summ.add_argument("--test-data", metavar="FILE", help="a separate test file (as qcreep run)")
+    summ.add_argument("--target", metavar="NAME|INDEX", help="the label column of a CSV (default: the last)")
     which = summ.add_mutually_exclusive_group()
     which.add_argument("--level", type=parse_level, help="replacement level 0, 1 or 2 (default 0)")
     which.add_argument("--assign", metavar="SPEC", help="an assignment, e.g. conv1=flipped_quanv3x3,head=linear")
@@ -71,6 +79,7 @@ def cmd_summary(args) -> int:
     import torch
 
     from qcreep.data import get_spec
+    from qcreep.datasources import is_builtin
     from qcreep.models import (
         build_model,
         format_summary,
@@ -81,6 +90,8 @@ def cmd_summary(args) -> int:
     )
     from qcreep.models import summary as model_summary
 
+    if args.model != "hybridnet" or not is_builtin(args.dataset):
+        return _summary_of_own_model(args)
     spec = get_spec(args.dataset)
     backbone = hybridnet(spec.input_shape, spec.num_classes)
     if args.assign:
@@ -129,3 +140,45 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def _summary_of_own_model(args) -> int:
+    """``summary --model SPEC --data SPEC``: the slots found, and a rung's filled model when one is asked for."""
+    import torch
+
+    from qcreep.config import TrainConfig
+    from qcreep.creep import format_slots
+    from qcreep.datasources import info_for
+    from qcreep.models import format_summary, level_assignment, parse_assignment, twin_assignment
+    from qcreep.models import summary as model_summary
+    from qcreep.train import build_run_model
+
+    config = TrainConfig(dataset=args.dataset, model=args.model, level=None, slots=args.slots,
+                         test_data=args.test_data, target=args.target, n_reps=args.n_reps, n_qubits=args.n_qubits,
+                         angles=args.angles, output_scale=args.output_scale, bias_init=args.bias_init)
+    backbone = config.backbone()
+    info = info_for(config)
+    found = backbone.found.summary()
+    found.update(model=backbone.name, spec=args.model, data=info.to_dict(),
+                 levels={str(k): list(v) for k, v in backbone.levels.items()})
+    result = {"slots_found": found}
+    rung = None
+    if args.assign or args.level is not None:
+        rung = parse_assignment(args.assign, backbone) if args.assign else level_assignment(backbone, args.level)
+        if args.twin:
+            rung = twin_assignment(backbone, rung)
+        config = config.replace(assignment=rung)
+        from qcreep.sweep import check_memory_of
+
+        check_memory_of(config)
+        with torch.random.fork_rng(devices=[]):
+            result["rung"] = model_summary(build_run_model(config))
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+        return 0
+    print(f"data {info.spec}: {info.kind}, input {'x'.join(map(str, info.input_shape))}, {info.num_classes} classes")
+    print(format_slots(found))
+    print("levels (quantum slots, cumulative): " +
+          "; ".join(f"{k}: {', '.join(v) or 'none'}" for k, v in found["levels"].items()))
+    if rung is not None:
+        print()
+        print(format_summary(result["rung"]))
+    return 0
