@@ -28,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -97,11 +99,15 @@ class TrainConfig:
         """Check every value; fill ``assignment`` from ``level``. Returns ``self``."""
         if is_builtin(self.dataset):
             self.dataset = get_spec(self.dataset).name
-        elif not isinstance(self.dataset, str) or not self.dataset:
+        elif not isinstance(self.dataset, str | os.PathLike) or not str(self.dataset):
             raise ConfigError(f"dataset must be a built-in name or a file or folder path, got {self.dataset!r}")
-        from qcreep.modelspec import check_spec  # noqa: PLC0415
+        else:
+            self.dataset = _absolute(self.dataset)
+        if self.test_data is not None and isinstance(self.test_data, str | os.PathLike):
+            self.test_data = _absolute(self.test_data)
+        from qcreep.modelspec import absolute_spec, check_spec  # noqa: PLC0415
 
-        self.model = check_spec(self.model)
+        self.model = absolute_spec(check_spec(self.model))
         for key, minimum in (("seed", 0), ("epochs", 1), ("batch_size", 1), ("n_reps", 1), ("eval_batch_size", 1),
                              ("split_seed", 0)):
             setattr(self, key, check_int(getattr(self, key), key, minimum, error=ConfigError))
@@ -213,6 +219,11 @@ class TrainConfig:
     def replace(self, **changes) -> TrainConfig:
         """A validated copy with ``changes``."""
         return dataclasses.replace(self, **changes).validate()
+
+
+def _absolute(path) -> str:
+    """A data path as recorded: absolute, so that reports, evaluations and rebuilt runs find it from any folder."""
+    return str(Path(path).expanduser().absolute()) if Path(path).expanduser().exists() else str(path)
 
 
 def check_device(device: str) -> torch.device:

@@ -67,8 +67,20 @@ def check_spec(spec) -> str:
     return spec
 
 
+def _is_file(module: str) -> bool:
+    return module.endswith(".py") or "/" in module or "\\" in module
+
+
+def absolute_spec(spec: str) -> str:
+    """``spec`` with a file path made absolute (records keep it so, and find the file from any folder)."""
+    module, sep, attr = spec.rpartition(":")
+    if sep and _is_file(module) and Path(module).expanduser().is_file():
+        return f"{Path(module).expanduser().absolute()}:{attr}"
+    return spec
+
+
 def _module_of(spec: str, module: str):
-    if module.endswith(".py") or "/" in module or "\\" in module:
+    if _is_file(module):
         path = Path(module).expanduser()
         if not path.is_file():
             raise ConfigError(f"model spec '{spec}': file {path} not found")

@@ -170,7 +170,17 @@ def _summary_of_own_model(args) -> int:
 
         check_memory_of(config)
         with torch.random.fork_rng(devices=[]):
-            result["rung"] = model_summary(build_run_model(config))
+            model = build_run_model(config)
+        result["rung"] = model_summary(model)
+        if args.resources:
+            from qcreep.hardware.resources import estimate_resources
+
+            result["resources"] = estimate_resources(model, info.input_shape, precision=args.precision,
+                                                     transpile=args.transpile)
+    elif args.resources:
+        from qcreep.errors import ConfigError
+
+        raise ConfigError("--resources counts the quantum layers of a rung: add --level K or --assign SLOT=LAYER")
     if args.json:
         print(json.dumps(result, indent=1, default=str))
         return 0
@@ -181,4 +191,10 @@ def _summary_of_own_model(args) -> int:
     if rung is not None:
         print()
         print(format_summary(result["rung"]))
+    if "resources" in result:
+        from qcreep.hardware.resources import format_resources
+
+        print()
+        title = f"hardware resources ({info.spec}, {args.n_reps} re-uploads)"
+        print(format_resources(result["resources"], title=title))
     return 0

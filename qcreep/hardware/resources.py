@@ -77,7 +77,7 @@ from torch import nn
 from qcreep.checks import check_int, check_number
 from qcreep.errors import QcreepError
 from qcreep.hardware import export
-from qcreep.layers import DataReUploadingLinear, FlippedQuanv3x3
+from qcreep.layers import DataReUploadingLinear, FlippedQuanv, FlippedQuanv3x3
 
 INSTALL_NOTE = 'transpiled counts need Qiskit: pip install "qcreep[hardware]"'
 _TRANSPILED: dict[tuple, dict] = {}
@@ -284,6 +284,14 @@ def estimate_resources(model: nn.Module, input_shape, *, precision: float = 0.01
     check_int(optimization_level, "optimization_level", 0, 3)
     basis = tuple(str(b) for b in basis)
     input_shape = tuple(check_int(d, "input_shape entries", 1) for d in input_shape)
+    unsupported = [(name or type(m).__name__, m) for name, m in model.named_modules()
+                   if isinstance(m, FlippedQuanv) and not isinstance(m, FlippedQuanv3x3)]
+    if unsupported:
+        name, layer = unsupported[0]
+        kh, kw = layer.kernel_hw
+        raise QcreepError(f"resources are estimated for the 3x3 flipped quanvolution and the re-uploading head; slot "
+                          f"'{name}' holds a {kh}x{kw} flipped quanvolution ({layer.n_qubits} qubits), whose "
+                          "measurement settings are not counted yet")
     layers = _find_layers(model)
     if not layers:
         return []
