@@ -70,11 +70,12 @@ def check_stackable(configs: list[TrainConfig]) -> None:
 
 
 def fit_stacked(configs: list[TrainConfig], out_dir, *, resume: bool = False, progress=None, log=_default_log,
-                data=None, stop_after: int | None = None) -> list[dict]:
+                data=None, stop_after: int | None = None, on_epoch=None) -> list[dict]:
     """Train the runs ``configs`` (one rung, several seeds) as one stacked model; return their records.
 
     Complete runs are skipped. Runs resumed at different epochs are stacked in groups that share
-    their epoch. Arguments as :func:`qcreep.train.fit`.
+    their epoch. Arguments as :func:`qcreep.train.fit` (``on_epoch(tracker)`` is called for each
+    seed after each epoch's files are written).
     """
     for config in configs:
         config.validate()
@@ -96,7 +97,8 @@ def fit_stacked(configs: list[TrainConfig], out_dir, *, resume: bool = False, pr
                 torch.set_num_threads(configs[0].threads)
             with results_lock(out_dir):
                 run_data = prepare_data(configs[0], data)
-                trackers = [RunTracker(c, out_dir, run_data, existing=e, resume=resume, log=log) for c, e in pending]
+                trackers = [RunTracker(c, out_dir, run_data, existing=e, resume=resume, log=log, on_epoch=on_epoch)
+                            for c, e in pending]
                 by_start: dict[int, list[RunTracker]] = {}
                 for tracker in trackers:
                     by_start.setdefault(tracker.start_epoch, []).append(tracker)

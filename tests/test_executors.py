@@ -167,10 +167,47 @@ def test_sink_writes_in_order_keeps_the_latest_epoch_and_stays_inside_the_folder
     assert not (tmp_path.parent / "escape.json").exists()
 
 
+# ------------------------------------------------------------------------------ progress of a sweep
+
+
+class Log(list):
+    def __call__(self, message):
+        self.append(message)
+
+
+@pytest.mark.parametrize("seed_parallel", [1, 2])
+def test_local_sweep_shows_runs_and_epochs_done_and_a_rerun_says_one_line(tmp_path, capsys, seed_parallel):
+    configs = [TrainConfig(dataset="digits", level=0, seed=s, epochs=2, max_train=60, max_test=20, threads=1).validate()
+               for s in range(3)]
+    log = Log()
+    LocalExecutor(seed_parallel=seed_parallel).run(configs, tmp_path, progress=True, log=log)
+    err = capsys.readouterr().err
+    # one bar over the sweep, counted in epochs, naming the runs done, running and left
+    assert "runs:" in err and "/6 [" in err and "epoch" in err
+    assert "runs done 0/3, running 1, left 2" in err or "runs done 0/3, running 2, left 1" in err
+    assert "runs done 3/3, running 0, left 0" in err
+    assert sum("] done: test acc" in m for m in log) == 3  # each run's final line, through the bar
+    # a rerun: one line for every skipped run, none per run
+    log = Log()
+    LocalExecutor(seed_parallel=seed_parallel).run(configs, tmp_path, progress=False, log=log)
+    assert log == ["3 runs already complete, skipped"]
+    assert capsys.readouterr().err == ""  # --no-progress: no bar
+
+
+def test_skipped_line():
+    from qcreep.executors.progress import skipped_line
+
+    assert skipped_line(83, 0, "runs") == "83 runs already complete, skipped"
+    assert skipped_line(1, 0, "runs") == "1 run already complete, skipped"
+    assert skipped_line(40, 5, "tuning trials") == "40 tuning trials already complete, 5 kept as diverged, skipped"
+    assert skipped_line(0, 0, "runs") is None
+
+
 # ------------------------------------------------------------------------------ examples
 
 
-@pytest.mark.parametrize("name", ["qcreep.executors", "qcreep.executors.local", "qcreep.executors.ray"])
+@pytest.mark.parametrize("name", ["qcreep.executors", "qcreep.executors.local", "qcreep.executors.progress",
+                                  "qcreep.executors.ray"])
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -257,7 +257,8 @@ def test_interrupted_tuning_resumes_and_reuses_finished_trials(tmp_path, digits)
     log = Log()
     _, records = _sweep(tmp_path, digits, log, spec)
     assert finished.stat().st_mtime_ns == stamp
-    assert any("already complete" in m and "lr 0.0001" in m for m in log)
+    assert "1 tuning trial already complete, skipped" in log
+    assert not any("lr 0.0001" in m and "done" in m for m in log)
     assert any("resuming after epoch 1" in m for m in log)
     # an uninterrupted tuning chooses the same and scores the same
     _, fresh = _sweep(tmp_path / "fresh", digits, Log(), spec)

@@ -23,6 +23,7 @@ from qcreep.checks import check_int
 from qcreep.config import TrainConfig
 from qcreep.datasources import load_for, run_data_key
 from qcreep.errors import ConfigError
+from qcreep.records import read_record, record_path
 from qcreep.train import DivergedError, RunData, fit, prepare_data
 from qcreep.tuning import is_diverged, mark_diverged
 
@@ -94,22 +95,41 @@ class LocalExecutor:
 
     def run(self, configs, out_dir, *, resume=False, progress=None, log=None, data=None,
             tolerate_divergence=False) -> list[dict | None]:
+        from qcreep.executors.progress import SweepProgress, log_skipped, skip_complete
+
         data = data or DataCache()
-        records: dict[str, dict | None] = {}
-        groups = [configs] if self.seed_parallel == 1 or tolerate_divergence else seed_groups(configs)
-        for group in groups:
-            if self.seed_parallel > 1 and not tolerate_divergence and len(group) > 1:
-                from qcreep.stacked import fit_stacked
-                for start in range(0, len(group), self.seed_parallel):
-                    chunk = group[start:start + self.seed_parallel]
-                    kwargs = {} if log is None else {"log": log}
-                    for config, rec in zip(chunk, fit_stacked(chunk, out_dir, resume=resume, progress=progress,
-                                                              data=data.run_data(chunk[0]), **kwargs)):
-                        records[config.run_id] = rec
-            else:
-                for config in group:
-                    records[config.run_id] = run_one(config, out_dir, resume=resume, progress=progress, log=log,
-                                                     data=data, tolerate_divergence=tolerate_divergence)
+        what = "tuning trials" if tolerate_divergence else "runs"
+        records, todo = skip_complete(configs, out_dir, resume=resume, tolerate_divergence=tolerate_divergence)
+        log_skipped(records, log, what)
+        done = {c.run_id: c.epochs for c in configs if c.run_id in records}
+        done.update({c.run_id: epochs_on_disk(out_dir, c) for c in todo})
+        with SweepProgress(configs, done=done, progress=progress, what=what, log=log) as sweep:
+            write = sweep.write if log is not None else None
+            kwargs = {} if write is None else {"log": write}
+
+            def on_epoch(tracker) -> None:
+                sweep.epoch(tracker.config.run_id, tracker.record["epochs_completed"])
+
+            groups = [todo] if self.seed_parallel == 1 or tolerate_divergence else seed_groups(todo)
+            for group in groups:
+                if self.seed_parallel > 1 and not tolerate_divergence and len(group) > 1:
+                    from qcreep.stacked import fit_stacked
+                    for start in range(0, len(group), self.seed_parallel):
+                        chunk = group[start:start + self.seed_parallel]
+                        for config in chunk:
+                            sweep.started(config.run_id)
+                        for config, rec in zip(chunk, fit_stacked(chunk, out_dir, resume=resume, progress=progress,
+                                                                  data=data.run_data(chunk[0]), on_epoch=on_epoch,
+                                                                  **kwargs)):
+                            records[config.run_id] = rec
+                            sweep.finished(config.run_id)
+                else:
+                    for config in group:
+                        sweep.started(config.run_id)
+                        records[config.run_id] = run_one(config, out_dir, resume=resume, progress=progress,
+                                                         log=write, data=data,
+                                                         tolerate_divergence=tolerate_divergence, on_epoch=on_epoch)
+                        sweep.finished(config.run_id)
         return [records[c.run_id] for c in configs]
 
     def close(self) -> None:
@@ -121,6 +141,12 @@ class LocalExecutor:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def epochs_on_disk(folder, config: TrainConfig) -> int:
+    """Epochs of ``config``'s run already recorded in ``folder`` (0 without a record)."""
+    path = record_path(folder, config)
+    return int(read_record(path).get("epochs_completed", 0)) if path.exists() else 0
 
 
 def seed_groups(configs: list[TrainConfig]) -> list[list[TrainConfig]]:

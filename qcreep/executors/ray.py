@@ -45,7 +45,6 @@ import logging
 import os
 import shutil
 import socket
-import sys
 import tempfile
 from pathlib import Path, PurePosixPath
 
@@ -55,11 +54,10 @@ import qcreep
 from qcreep.checks import check_int, check_number
 from qcreep.config import TrainConfig
 from qcreep.errors import ConfigError, QcreepError
-from qcreep.executors.local import DataCache, run_one, split_key
+from qcreep.executors.local import DataCache, epochs_on_disk, run_one, split_key
+from qcreep.executors.progress import SweepProgress, log_skipped, skip_complete
 from qcreep.files import atomic_write_bytes, ensure_dir
 from qcreep.records import checkpoint_path, read_record, record_path
-from qcreep.train import is_complete, preflight, run_tag, want_progress
-from qcreep.tuning import is_diverged
 
 #: How to install the optional Ray dependency.
 RAY_INSTALL = 'pip install "qcreep[ray]"'
@@ -270,7 +268,7 @@ class RayExecutor:
         self._sink = None
         self._task = None
         self._data_refs: dict = {}
-        self._epochs_done: dict[str, int] = {}
+        self._progress: SweepProgress | None = None
         self._folder: Path | None = None
 
     # -------------------------------------------------------------------------- connection
@@ -338,18 +336,10 @@ class RayExecutor:
         data = data or DataCache()
         out_dir = ensure_dir(Path(out_dir).resolve())
         self._folder = out_dir
-        results: dict[str, dict | None] = {}
-        todo = []
-        for config in configs:  # the user's resume rule, checked here before anything runs
-            existing = preflight(config, out_dir, resume=resume)
-            if is_complete(existing, config):
-                if log is not None:
-                    log(f"{run_tag(config)} already complete ({existing['epochs_completed']} epochs), skipped")
-                results[config.run_id] = existing
-            elif tolerate_divergence and is_diverged(config, out_dir):
-                results[config.run_id] = None
-            else:
-                todo.append(config)
+        what = "tuning trials" if tolerate_divergence else "runs"
+        # the user's resume rule, checked here before anything runs
+        results, todo = skip_complete(configs, out_dir, resume=resume, tolerate_divergence=tolerate_divergence)
+        log_skipped(results, log, what)
         if todo:
             ray = self.connect()
             sink = self._sink_actor(ray)
@@ -362,25 +352,17 @@ class RayExecutor:
                 ref = self._task.options(**options).remote(config, self._data_ref(ray, data, config), sink,
                                                            str(out_dir), tolerate_divergence, qcreep.__version__)
                 pending[ref] = config
-            self._wait(ray, sink, pending, results, configs, progress, log,
-                       "tuning trials" if tolerate_divergence else "runs")
+            self._wait(ray, sink, pending, results, configs, progress, log, what)
         return [results[c.run_id] for c in configs]
 
     def _wait(self, ray, sink, pending: dict, results: dict, configs: list, progress, log, what: str) -> None:
-        """Collect the tasks' results, relay their log lines and show the progress until all are done.
-
-        The bar counts epochs (so its ETA moves with every epoch, not only with every finished run)
-        and names the runs done, running and left.
-        """
-        self._epochs_done = {c.run_id: (c.epochs if c.run_id in results else 0) for c in configs}
-        for config in pending.values():
-            self._epochs_done[config.run_id] = epochs_on_disk(self._folder, config)
-        bar, shown = None, None
-        if want_progress(progress):
-            from tqdm.auto import tqdm
-            bar = tqdm(total=sum(c.epochs for c in configs), initial=sum(self._epochs_done.values()),
-                       desc=what, unit="epoch", dynamic_ncols=True)
-        write = _writer(log, bar)
+        """Collect the tasks' results, relay their log lines and show the sweep's progress
+        (:class:`~qcreep.executors.progress.SweepProgress`) until all are done."""
+        done = {c.run_id: c.epochs for c in configs if c.run_id in results}
+        done.update({c.run_id: epochs_on_disk(self._folder, c) for c in pending.values()})
+        sweep = SweepProgress(configs, done=done, progress=progress, what=what, log=log)
+        self._progress = sweep
+        write = sweep.write
         try:
             while pending:
                 ray.wait(list(pending), num_returns=len(pending), timeout=self.poll_seconds)
@@ -394,15 +376,7 @@ class RayExecutor:
                     if isinstance(result, BaseException):
                         raise result
                     results[config.run_id] = result
-                    self._epochs_done[config.run_id] = config.epochs
-                if bar is not None:
-                    running = sum(1 for c in pending.values() if c.run_id in self.running)
-                    status = (f"runs done {len(configs) - len(pending)}/{len(configs)}, running {running}, "
-                              f"left {len(pending) - running}")
-                    bar.update(sum(self._epochs_done.values()) - bar.n)
-                    if status != shown:
-                        bar.set_postfix_str(status, refresh=False)
-                        shown = status
+                    sweep.finished(config.run_id)
             self._drain(ray, sink, write)
         except BaseException:
             for ref in pending:
@@ -415,8 +389,8 @@ class RayExecutor:
             raise
         finally:
             self.running.clear()
-            if bar is not None:
-                bar.close()
+            self._progress = None
+            sweep.close()
 
     def _result(self, ray, ref, config: TrainConfig):
         try:
@@ -430,32 +404,16 @@ class RayExecutor:
 
     def _drain(self, ray, sink, write) -> None:
         logs, events = ray.get(sink.drain.remote())
+        sweep = self._progress
         for event in events:
             if event["kind"] == "start":
                 self.running[event["run_id"]] = {"host": event["host"], "pid": event["pid"]}
-            elif event["run_id"] in self._epochs_done:
-                self._epochs_done[event["run_id"]] = max(self._epochs_done[event["run_id"]], event["epochs"])
+                if sweep is not None:
+                    sweep.started(event["run_id"])
+            elif sweep is not None:
+                sweep.epoch(event["run_id"], event["epochs"])
         for line in logs:
             write(line)
-
-
-def epochs_on_disk(folder: Path, config: TrainConfig) -> int:
-    """Epochs of ``config``'s run already in ``folder`` (0 without a record)."""
-    path = record_path(folder, config)
-    return int(read_record(path).get("epochs_completed", 0)) if path.exists() else 0
-
-
-def _writer(log, bar):
-    """A log function that keeps the progress bar intact."""
-    if log is None:
-        return lambda line: None
-    if bar is None:
-        return log
-
-    def write(line: str) -> None:
-        with bar.external_write_mode(file=sys.stderr):
-            log(line)
-    return write
 
 
 __all__ = ["DEFAULT_GPU_FRACTION", "DEFAULT_RETRIES", "RAY_INSTALL", "RayExecutor", "ResultSink",
