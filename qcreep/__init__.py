@@ -9,3 +9,13 @@ Import order follows the architecture: ``qcreep.sim`` (simulation kernel) -> ``q
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # ``qcreep.creep(model, example_input)`` without importing torch at ``import qcreep`` (the CLI's
+    # --help stays fast): the submodule is imported on first use, and calling it calls creep.creep
+    if name == "creep":
+        import importlib
+
+        return importlib.import_module("qcreep.creep")
+    raise AttributeError(f"module 'qcreep' has no attribute {name!r}")

@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
+import types
 from dataclasses import dataclass, field
 
 import torch
@@ -477,3 +479,13 @@ def format_slots(summary: dict) -> str:
         lines.append("cannot be filled:")
         lines += [f"  {u['slot']} ({u['module']}): {u['reason']}" for u in summary["unfillable"]]
     return "\n".join(lines)
+
+
+class _CallableModule(types.ModuleType):
+    """``qcreep.creep(model, example_input, slots=None)`` calls :func:`creep`: the module is the verb."""
+
+    def __call__(self, *args, **kwargs):
+        return creep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

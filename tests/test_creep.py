@@ -300,3 +300,11 @@ def test_kxk_twin_matches_the_quantum_layer_in_count_shape_and_kernel_family(ker
     torch.testing.assert_close(square, square.mT)
     assert torch.linalg.eigvalsh(square).min() > -1e-12
     assert (torch.diagonal(square, dim1=-2, dim2=-1).sum(-1) <= 1 + 1e-12).all()
+
+
+def test_qcreep_creep_is_the_entry_point():
+    import qcreep
+
+    found = qcreep.creep(SmallCNN(), torch.zeros(1, 1, 12, 12), slots=["fc1"])
+    assert found.names == ["fc1"]
+    assert qcreep.creep.ORIGINAL == ORIGINAL
