@@ -658,6 +658,7 @@ def test_run_help_states_the_real_defaults():
         "n_reps": train.n_reps, "solver": train.solver, "executor": "local", "ray_address": "local",
         "gpu_fraction": DEFAULT_GPU_FRACTION, "eval_batch_size": train.eval_batch_size, "dtype": train.dtype,
         "device": train.device, "shot_seed": HardwareSpec().seed, "lr": "tuned",
+        "test_fraction": train.test_fraction, "model": "hybridnet",
     }
     helps = {a.dest: a.help or "" for a in _subparsers()["run"]._actions}
     stated = {dest: _stated_default(text) for dest, text in helps.items()}
@@ -667,7 +668,7 @@ def test_run_help_states_the_real_defaults():
     # every stated default is checked above (a new one must be added there)
     assert {d for d, v in stated.items() if v is not None} - set(real) <= {"datasets", "levels", "twins", "tune",
                                                                            "n_qubits", "seed_parallel", "out",
-                                                                           "lr_grid"}
+                                                                           "lr_grid", "target", "standardize"}
     assert "without tuning 5e-4" in helps["lr"] and train.lr == 5e-4
     grid = [float(t) for t in _stated_default(helps["lr_grid"]).split() if t != "..."]
     assert grid == [*DEFAULT_LR_GRID[:2], *DEFAULT_LR_GRID[-2:]]
