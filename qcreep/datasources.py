@@ -122,15 +122,23 @@ def encode_labels(*label_arrays, where: str = "the data") -> tuple[list[np.ndarr
 
 
 def _check_features(x: np.ndarray, where: str) -> np.ndarray:
+    """``x`` checked: numeric, finite, ``(N, F)``, ``(N, H, W)`` or ``(N, C, H, W)``.
+
+    8-bit arrays stay ``uint8`` (so that :func:`_as_images` knows to scale them); others become float32.
+    """
     if x.dtype == object:
         raise DataError(f"features in {where} are Python objects, not numbers; store a numeric array")
-    try:
-        x = x.astype(np.float32) if x.dtype.kind != "f" or x.dtype.itemsize > 4 else x
-    except (TypeError, ValueError):
-        raise DataError(f"features in {where} are not numbers (dtype {x.dtype})") from None
-    if x.ndim < 2:
-        raise DataError(f"features in {where} must have one row per example (shape (N, F) or (N, C, H, W)), "
+    if x.dtype.kind == "c":
+        raise DataError(f"features in {where} are complex numbers; give real features (for example the real "
+                        "and imaginary parts as separate features)")
+    if x.ndim < 2 or x.ndim > 4:
+        raise DataError(f"features in {where} must be (N, F) vectors, (N, H, W) or (N, C, H, W) images; "
                         f"got shape {x.shape}")
+    if x.dtype != np.uint8:
+        try:
+            x = x.astype(np.float32) if x.dtype.kind != "f" or x.dtype.itemsize > 4 else x
+        except (TypeError, ValueError):
+            raise DataError(f"features in {where} are not numbers (dtype {x.dtype})") from None
     bad = ~np.isfinite(x)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
@@ -159,21 +167,25 @@ def _as_images(x: np.ndarray) -> np.ndarray:
 
 def _shape_features(x: np.ndarray) -> tuple[np.ndarray, bool]:
     if x.ndim == 2:
-        return x.astype(np.float32, copy=False), True
+        return x.astype(np.float32, copy=False), True  # 8-bit tabular features are numbers, not pixels
     if x.ndim in (3, 4):
         return _as_images(x), False
     raise DataError(f"features must be (N, F) vectors, (N, H, W) or (N, C, H, W) images; got shape {x.shape}")
 
 
-def stratified_split(x, y: np.ndarray, fraction: float, seed: int, where: str):
-    """``(x_a, y_a, x_b, y_b)`` with a stratified share ``fraction`` in b; every class needs 2 examples."""
+def stratified_split(x, y: np.ndarray, fraction: float, seed: int, where: str, classes=None):
+    """``(x_a, y_a, x_b, y_b)`` with a stratified share ``fraction`` in b; every class needs 2 examples.
+
+    ``classes`` (the original label of each class index) names a class in the error message.
+    """
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
         raise QcreepError(f"test_fraction must be a number in (0, 1), got {fraction!r}")
     classes, counts = np.unique(y, return_counts=True)
     small = [(c, n) for c, n in zip(classes, counts) if n < 2]
     if small:
         c, n = small[0]
-        raise DataError(f"class {c!r} in {where} has {n} example; a stratified test split needs at least 2 per "
+        shown = classes_shown(classes, c)
+        raise DataError(f"class {shown} in {where} has {n} example; a stratified test split needs at least 2 per "
                         "class (add examples, drop the class, or give a separate test file)")
     rng = np.random.default_rng(seed)
     test_mask = np.zeros(len(y), dtype=bool)
@@ -182,6 +194,12 @@ def stratified_split(x, y: np.ndarray, fraction: float, seed: int, where: str):
         k = min(max(int(round(fraction * len(members))), 1), len(members) - 1)
         test_mask[rng.permutation(members)[:k]] = True
     return x[~test_mask], y[~test_mask], x[test_mask], y[test_mask]
+
+
+def classes_shown(classes, index) -> str:
+    """A class as the user labelled it (``'dog'``, ``-1``), given its index ``0 .. K-1``."""
+    index = int(index)
+    return repr(classes[index]) if classes is not None and 0 <= index < len(classes) else str(index)
 
 
 def standardize(fit: Split, *others: Split) -> tuple[Split, ...]:
@@ -201,9 +219,13 @@ def standardize(fit: Split, *others: Split) -> tuple[Split, ...]:
 
 
 def _digest_files(paths) -> str:
+    """SHA-1 of the files' bytes and their paths relative to their common folder (an image moved to
+    another class folder changes its label, so it changes the digest)."""
+    paths = [Path(p) for p in paths]
+    root = Path(os.path.commonpath([p.absolute().parent for p in paths])) if paths else Path()
     sha = hashlib.sha1()
     for path in sorted(paths, key=str):
-        sha.update(str(Path(path).name).encode())
+        sha.update(path.absolute().relative_to(root).as_posix().encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 sha.update(block)
@@ -220,6 +242,15 @@ def _digest_arrays(*arrays) -> str:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as err:
+        raise DataError(f"{path} cannot be read ({err.strerror or type(err).__name__})") from None
+    if magic[:2] != b"PK":  # an .npz is a zip archive; np.load would try anything else as .npy or pickle
+        what = "an .npy array" if magic[:4] == b"\x93NUM" else "not a zip archive"
+        raise DataError(f"{path} is not an .npz file ({what}); save the arrays with numpy.savez(path, x=..., "
+                        "y=...)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
@@ -273,9 +304,11 @@ def _read_csv(path: Path, target) -> tuple[np.ndarray, np.ndarray, list[str]]:
         if len(row) != width:
             raise DataError(f"{path} line {number} has {len(row)} columns, the first row has {width}; "
                             "every row needs the same columns")
-    column = _target_column(rows[0], target, path)
+    column = _target_column(rows[0], target, path, header=None)
     features_first = [cell for i, cell in enumerate(rows[0]) if i != column]
     header = not all(_is_number(cell.strip()) for cell in features_first)
+    if not header and target is not None and not _is_int_text(target):
+        _target_column(rows[0], target, path, header=False)
     names = [cell.strip() for cell in rows[0]] if header else [f"column {i}" for i in range(width)]
     if header and target is not None and not _is_int_text(target):
         column = _target_column(rows[0], target, path)
@@ -298,8 +331,9 @@ def _read_csv(path: Path, target) -> tuple[np.ndarray, np.ndarray, list[str]]:
             try:
                 values[r, k] = float(text)
             except ValueError:
+                hint = "" if target is not None else f" (if '{names[i]}' is the label, give --target)"
                 raise DataError(f"{path} line {r + first}, column '{names[i]}' holds {text!r}, not a number; "
-                                "feature columns must be numeric") from None
+                                f"feature columns must be numeric{hint}") from None
             k += 1
     labels = np.array(labels)
     if all(_is_number(v) for v in labels):
@@ -313,7 +347,8 @@ def _is_int_text(value) -> bool:
     return isinstance(value, str) and value.lstrip("-").isdigit()
 
 
-def _target_column(first_row: list[str], target, path: Path) -> int:
+def _target_column(first_row: list[str], target, path: Path, header: bool | None = True) -> int:
+    """The index of the label column; ``header`` False: the first row is data, so names cannot match."""
     width = len(first_row)
     if target is None:
         return width - 1
@@ -324,6 +359,9 @@ def _target_column(first_row: list[str], target, path: Path) -> int:
                             f"(indices 0..{width - 1}, or -{width}..-1)")
         return index % width
     names = [cell.strip() for cell in first_row]
+    if header is False:
+        raise DataError(f"{path} has no header row, so it has no column '{target}'; give the label column's "
+                        f"index (0..{width - 1}, or -{width}..-1)")
     if target in names:
         return names.index(target)
     raise DataError(f"{path} has no column '{target}'; columns: {', '.join(names)} (or give an index)")
@@ -379,6 +417,10 @@ def _read_file_or_folder(path: Path, target, role: str) -> tuple[tuple, tuple | 
             x_tr, y_tr, f_tr = _image_folder(train)
             x_te, y_te, f_te = _image_folder(test)
             return (x_tr, y_tr), (x_te, y_te), "folder", [], f_tr + f_te
+        if train.is_dir() != test.is_dir():
+            have, missing = ("train", "test") if train.is_dir() else ("test", "train")
+            raise DataError(f"{path} has a {have}/ folder but no {missing}/ folder; give both, or put the class "
+                            "folders directly in it to have it split")
         x, y, files = _image_folder(path)
         return (x, y), None, "folder", [], files
     suffix = path.suffix.lower()
@@ -395,7 +437,13 @@ def _from_python(spec) -> tuple[tuple, tuple | None, str]:
     from torch.utils.data import Dataset  # noqa: PLC0415
 
     def arr(v):
-        return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().numpy()
+        try:
+            return np.asarray(v)
+        except ValueError:
+            raise DataError("the given data has ragged rows (examples of different lengths); every example "
+                            "needs the same shape") from None
 
     if isinstance(spec, tuple | list) and len(spec) == 2 and all(isinstance(d, Dataset) for d in spec):
         parts = []
@@ -476,7 +524,7 @@ def load_data(spec, *, test_data=None, target=None, test_fraction: float = 0.2, 
     digest = _digest_files(files) if files else _digest_arrays(*train_part, *(test_part or ()))
     if test_part is None:
         (y_all,), classes = encode_labels(y_tr, where=where)
-        x_tr, y_train, x_te, y_test = stratified_split(x_tr, y_all, test_fraction, split_seed, where)
+        x_tr, y_train, x_te, y_test = stratified_split(x_tr, y_all, test_fraction, split_seed, where, classes)
     else:
         x_te = _check_features(np.asarray(test_part[0]), test_shown or where)
         (y_train, y_test), classes = encode_labels(y_tr, test_part[1], where=where)
@@ -485,6 +533,11 @@ def load_data(spec, *, test_data=None, target=None, test_fraction: float = 0.2, 
                             "they must match")
         if len(np.unique(y_train)) < 2:
             raise DataError(f"the training examples of {where} hold a single class; a classifier needs two")
+        unseen = np.setdiff1d(np.unique(y_test), y_train)
+        if len(unseen):
+            shown = ", ".join(classes_shown(classes, c) for c in unseen[:5])
+            raise DataError(f"the test examples of {test_shown or where} have class(es) {shown} that no training "
+                            "example has; train and test need the same classes")
     x_tr, tabular = _shape_features(x_tr)
     x_te, _ = _shape_features(x_te)
     train = Split(torch.from_numpy(np.ascontiguousarray(x_tr[:max_train])),
@@ -515,7 +568,7 @@ def _stamp(path) -> tuple:
         stat = path.stat()
         return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*")) if p.is_file()]
-    return (str(path.resolve()), hash(tuple(stats)))
+    return (str(path.resolve()), hashlib.sha1(repr(stats).encode()).hexdigest())
 
 
 def run_data_key(config) -> tuple:
@@ -537,13 +590,39 @@ def load_for(config) -> tuple[Split, Split, DataInfo]:
     return _LOADED[key]
 
 
+_INFOS: dict = {}
+
+
+def _info_key(config) -> tuple:
+    return (config.dataset, config.test_data, config.target, config.test_fraction, config.split_seed,
+            config.max_train, config.max_test)
+
+
+def remember_info(config, info: DataInfo) -> None:
+    """Take ``info`` as the description of ``config``'s data in this process (a Ray worker gets the data
+    and its description from the driver, and needs no data files)."""
+    _INFOS[_info_key(config)] = (_stamps_of(config), info)
+
+
+def _stamps_of(config) -> tuple:
+    return (_stamp(None if is_builtin(config.dataset) else config.dataset), _stamp(config.test_data))
+
+
 def info_for(config) -> DataInfo:
     """The :class:`DataInfo` of a config's data; a built-in dataset is described from its spec, not loaded."""
+    known = _INFOS.get(_info_key(config))
+    if known is not None:
+        stamps, info = known
+        here = Path(str(config.dataset)).exists()
+        if not here or stamps == _stamps_of(config):  # a worker without the files, or files unchanged
+            return info
     if is_builtin(config.dataset):
         ds = get_spec(config.dataset)
         return DataInfo(ds.name, "builtin", tuple(ds.input_shape), ds.num_classes,
                         list(ds.class_names) or list(range(ds.num_classes)), False, f"builtin:{ds.name}")
-    return load_for(config)[2]
+    info = load_for(config)[2]
+    remember_info(config, info)
+    return info
 
 
 def data_label(spec: str) -> str:

@@ -54,6 +54,7 @@ import qcreep
 from qcreep.checks import check_int, check_number
 from qcreep.config import TrainConfig
 from qcreep.errors import ConfigError, QcreepError
+from qcreep.datasources import info_for, remember_info
 from qcreep.executors.local import DataCache, epochs_on_disk, run_one, split_key
 from qcreep.executors.progress import SweepProgress, log_skipped, skip_complete
 from qcreep.files import atomic_write_bytes, ensure_dir
@@ -211,6 +212,8 @@ def train_task(config: TrainConfig, data, sink, folder: str, tolerate_divergence
     if qcreep.__version__ != version:
         return QcreepError(f"a Ray worker on {socket.gethostname()} has qcreep {qcreep.__version__}, the driver "
                            f"{version}; install the same qcreep version on every node")
+    data, info = data
+    remember_info(config, info)
     sink.started.remote(config.run_id, socket.gethostname(), os.getpid())
     scratch = Path(tempfile.mkdtemp(prefix="qcreep-run-"))
     shipper = _Shipper(ray, sink, folder, config, scratch)
@@ -325,7 +328,9 @@ class RayExecutor:
     def _data_ref(self, ray, data: DataCache, config: TrainConfig):
         key = split_key(config)
         if key not in self._data_refs:
-            self._data_refs[key] = ray.put(data.run_data(config))
+            # the data's description travels with it: a worker rebuilds the model and checks the
+            # fingerprint from it, without the data files
+            self._data_refs[key] = ray.put((data.run_data(config), info_for(config)))
         return self._data_refs[key]
 
     # -------------------------------------------------------------------------- running
