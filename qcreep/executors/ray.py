@@ -53,8 +53,8 @@ import torch
 import qcreep
 from qcreep.checks import check_int, check_number
 from qcreep.config import TrainConfig
-from qcreep.errors import ConfigError, QcreepError
 from qcreep.datasources import info_for, remember_info
+from qcreep.errors import ConfigError, QcreepError
 from qcreep.executors.local import DataCache, epochs_on_disk, run_one, split_key
 from qcreep.executors.progress import SweepProgress, log_skipped, skip_complete
 from qcreep.files import atomic_write_bytes, ensure_dir
