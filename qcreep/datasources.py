@@ -180,8 +180,8 @@ def stratified_split(x, y: np.ndarray, fraction: float, seed: int, where: str, c
     """
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
         raise QcreepError(f"test_fraction must be a number in (0, 1), got {fraction!r}")
-    classes, counts = np.unique(y, return_counts=True)
-    small = [(c, n) for c, n in zip(classes, counts) if n < 2]
+    present, counts = np.unique(y, return_counts=True)
+    small = [(c, n) for c, n in zip(present, counts) if n < 2]
     if small:
         c, n = small[0]
         shown = classes_shown(classes, c)
@@ -189,7 +189,7 @@ def stratified_split(x, y: np.ndarray, fraction: float, seed: int, where: str, c
                         "class (add examples, drop the class, or give a separate test file)")
     rng = np.random.default_rng(seed)
     test_mask = np.zeros(len(y), dtype=bool)
-    for c in classes:
+    for c in present:
         members = np.flatnonzero(y == c)
         k = min(max(int(round(fraction * len(members))), 1), len(members) - 1)
         test_mask[rng.permutation(members)[:k]] = True
@@ -243,25 +243,27 @@ def _digest_arrays(*arrays) -> str:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
+        handle = open(path, "rb")  # ours, so that it is closed whatever np.load raises
     except OSError as err:
         raise DataError(f"{path} cannot be read ({err.strerror or type(err).__name__})") from None
-    if magic[:2] != b"PK":  # an .npz is a zip archive; np.load would try anything else as .npy or pickle
-        what = "an .npy array" if magic[:4] == b"\x93NUM" else "not a zip archive"
-        raise DataError(f"{path} is not an .npz file ({what}); save the arrays with numpy.savez(path, x=..., "
-                        "y=...)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise DataError(f"{path} holds a pickled object; qcreep reads .npz files without pickle: save plain "
-                            "numeric (or string) arrays") from None
-        raise DataError(f"{path} is not a readable .npz file ({' '.join(str(err).split())})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}); save it with numpy.savez") \
-            from None
+    with handle:
+        magic = handle.read(4)
+        if magic[:2] != b"PK":  # an .npz is a zip archive; np.load would try anything else as .npy or pickle
+            what = "an .npy array" if magic == b"\x93NUM" else "not a zip archive"
+            raise DataError(f"{path} is not an .npz file ({what}); save the arrays with numpy.savez(path, x=..., "
+                            "y=...)")
+        handle.seek(0)
+        try:
+            with np.load(handle, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        except ValueError as err:
+            if "pickle" in str(err).lower():
+                raise DataError(f"{path} holds a pickled object; qcreep reads .npz files without pickle: save "
+                                "plain numeric (or string) arrays") from None
+            raise DataError(f"{path} is not a readable .npz file ({' '.join(str(err).split())})") from None
+        except (OSError, zipfile.BadZipFile, EOFError) as err:
+            raise DataError(f"{path} is not a readable .npz file ({type(err).__name__}); save it with "
+                            "numpy.savez") from None
 
 
 def _npz_parts(path: Path) -> tuple[tuple, tuple | None]:
@@ -304,14 +306,14 @@ def _read_csv(path: Path, target) -> tuple[np.ndarray, np.ndarray, list[str]]:
         if len(row) != width:
             raise DataError(f"{path} line {number} has {len(row)} columns, the first row has {width}; "
                             "every row needs the same columns")
-    column = _target_column(rows[0], target, path, header=None)
-    features_first = [cell for i, cell in enumerate(rows[0]) if i != column]
-    header = not all(_is_number(cell.strip()) for cell in features_first)
-    if not header and target is not None and not _is_int_text(target):
-        _target_column(rows[0], target, path, header=False)
-    names = [cell.strip() for cell in rows[0]] if header else [f"column {i}" for i in range(width)]
-    if header and target is not None and not _is_int_text(target):
+    if target is not None and not _is_int_text(target):  # a label column named in the header
+        header = not all(_is_number(cell.strip()) for cell in rows[0])
+        column = _target_column(rows[0], target, path, header=header)
+    else:
         column = _target_column(rows[0], target, path)
+        features_first = [cell for i, cell in enumerate(rows[0]) if i != column]
+        header = not all(_is_number(cell.strip()) for cell in features_first)
+    names = [cell.strip() for cell in rows[0]] if header else [f"column {i}" for i in range(width)]
     body = rows[1:] if header else rows
     if not body:
         raise DataError(f"{path} has a header row and no examples")
@@ -347,7 +349,7 @@ def _is_int_text(value) -> bool:
     return isinstance(value, str) and value.lstrip("-").isdigit()
 
 
-def _target_column(first_row: list[str], target, path: Path, header: bool | None = True) -> int:
+def _target_column(first_row: list[str], target, path: Path, header: bool = True) -> int:
     """The index of the label column; ``header`` False: the first row is data, so names cannot match."""
     width = len(first_row)
     if target is None:
@@ -359,11 +361,11 @@ def _target_column(first_row: list[str], target, path: Path, header: bool | None
                             f"(indices 0..{width - 1}, or -{width}..-1)")
         return index % width
     names = [cell.strip() for cell in first_row]
-    if header is False:
-        raise DataError(f"{path} has no header row, so it has no column '{target}'; give the label column's "
-                        f"index (0..{width - 1}, or -{width}..-1)")
     if target in names:
         return names.index(target)
+    if header is False or sum(not _is_number(cell) for cell in names) <= 1:  # the first row looks like data
+        raise DataError(f"{path} has no header row, so it has no column '{target}'; give the label column's "
+                        f"index (0..{width - 1}, or -{width}..-1)")
     raise DataError(f"{path} has no column '{target}'; columns: {', '.join(names)} (or give an index)")
 
 
@@ -531,6 +533,9 @@ def load_data(spec, *, test_data=None, target=None, test_fraction: float = 0.2, 
         if x_te.shape[1:] != x_tr.shape[1:]:
             raise DataError(f"test examples have shape {x_te.shape[1:]}, training examples {x_tr.shape[1:]}; "
                             "they must match")
+        if (x_te.dtype == np.uint8) != (x_tr.dtype == np.uint8) and x_tr.ndim > 2:
+            raise DataError(f"training images are {x_tr.dtype} and test images {x_te.dtype}; 8-bit images are "
+                            "scaled to [-1, 1] and others are kept, so give both the same dtype")
         if len(np.unique(y_train)) < 2:
             raise DataError(f"the training examples of {where} hold a single class; a classifier needs two")
         unseen = np.setdiff1d(np.unique(y_test), y_train)

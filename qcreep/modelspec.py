@@ -4,7 +4,8 @@ A spec is ``hybridnet`` (the paper's network, :class:`qcreep.models.HybridNet`) 
 string in uvicorn's style:
 
 * ``package.module:attr`` imports ``package.module`` and takes ``attr`` (dots reach inside it:
-  ``pkg.mod:Outer.make``);
+  ``pkg.mod:Outer.make``). As in uvicorn, the working folder is on the import path, so
+  ``mymodels:Net`` finds ``./mymodels.py`` from the ``qcreep`` command too;
 * ``path/to/file.py:attr`` loads the file as a module (relative paths from the working folder).
 
 ``attr`` is an ``nn.Module`` class or a factory that returns an ``nn.Module``. It is called with
@@ -14,8 +15,9 @@ the keyword arguments it names among ``input_shape`` (per example, e.g. ``(1, 12
 
 Each failure is one :class:`~qcreep.errors.ConfigError` line: a malformed spec, a module or file
 that is not found, a module that raises on import, an attribute that is not found, something that
-is neither a module class nor a callable, a factory that raises (with its message) or returns
-something that is not an ``nn.Module``.
+is neither a module class nor a callable (an ``nn.Module`` *instance* included: a run needs fresh
+weights for every seed), a factory that raises (with its message) or returns something that is not
+an ``nn.Module``.
 
 A model's identity is its spec and :func:`structure_hash`, a hash of its module tree (names, types,
 parameter shapes), so runs of two different networks never share a file, even under one spec.
@@ -99,6 +101,9 @@ def _module_of(spec: str, module: str):
             raise ConfigError(f"model spec '{spec}': importing {path} raised {type(err).__name__}: "
                               f"{' '.join(str(err).split())}") from None
         return loaded
+    here = str(Path.cwd())
+    if here not in sys.path and "" not in sys.path:  # uvicorn's --app-dir ".": find ./module.py
+        sys.path.insert(0, here)
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
@@ -119,16 +124,21 @@ def resolve(spec: str):
         return HybridNet
     module, _, attr = spec.rpartition(":")
     target = _module_of(spec, module)
+    owner = module
     for part in attr.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
             names = sorted(n for n in dir(target) if not n.startswith("_"))[:12]
-            raise ConfigError(f"model spec '{spec}': '{module}' has no attribute '{attr}' "
+            raise ConfigError(f"model spec '{spec}': '{owner}' has no attribute '{part}' "
                               f"(it has: {', '.join(names) or 'nothing public'})") from None
+        owner = part
+    if isinstance(target, nn.Module):
+        raise ConfigError(f"model spec '{spec}': '{attr}' is an nn.Module instance ({type(target).__name__}); "
+                          "give its class or a factory, so that every seed gets fresh weights")
     if not callable(target):
-        raise ConfigError(f"model spec '{spec}': '{attr}' is a {type(target).__name__}, not an nn.Module class "
-                          "or a factory")
+        raise ConfigError(f"model spec '{spec}': '{attr}' is of type {type(target).__name__}, not an nn.Module "
+                          "class or a factory")
     return target
 
 
@@ -160,7 +170,8 @@ def make_model(spec: str, input_shape, num_classes: int, *, seed: int | None = N
         raise ConfigError(f"model spec '{spec}': calling it with {given} raised {type(err).__name__}: "
                           f"{' '.join(str(err).split())}") from None
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model spec '{spec}' returned a {type(model).__name__}, not an nn.Module")
+        raise ConfigError(f"model spec '{spec}' returned an object of type {type(model).__name__}, not an "
+                          "nn.Module")
     return model
 
 
