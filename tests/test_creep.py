@@ -308,3 +308,29 @@ def test_qcreep_creep_is_the_entry_point():
     found = qcreep.creep(SmallCNN(), torch.zeros(1, 1, 12, 12), slots=["fc1"])
     assert found.names == ["fc1"]
     assert qcreep.creep.ORIGINAL == ORIGINAL
+
+
+class MixedPrecision(nn.Module):
+    """A float64 layer between float32 ones: its replacement must come in float64 too."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(6, 5)
+        self.b = nn.Linear(5, 4, dtype=F64)
+        self.c = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.c(self.b(self.a(x).double()).float())
+
+
+def test_modules_of_another_dtype_or_device_get_replacements_there():
+    found = creep(MixedPrecision(), torch.zeros(2, 6))
+    built = found.build({"b": "data_reuploading", "c": "data_reuploading"}, n_reps=1)
+    assert built.b.theta.dtype == F64 and built.c.theta.dtype == torch.float32
+    assert built(torch.randn(3, 6)).dtype == torch.float32
+    # a model on the meta device: shapes are found without any data, and replacements are made there
+    meta = creep(SmallCNN().to("meta"), torch.zeros(1, 1, 12, 12, device="meta"))
+    assert meta.names == ["features.0", "features.3", "fc1", "fc2"]
+    assert meta.slot("fc1").input_shape == (216,)
+    layer = meta.build({"fc2": "linear"}, check=False).fc2
+    assert layer.weight.device.type == "meta"
