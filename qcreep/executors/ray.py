@@ -20,7 +20,8 @@ Who writes what:
   :mod:`qcreep.files`, so a worker's disk never holds the only copy of a result.
 
 A run gives the same metrics as under the local executor for the same seed, thread count and
-device: the task runs the same :func:`~qcreep.train.fit` on the same data.
+device, to rounding: the task runs the same :func:`~qcreep.train.fit` on the same data, in another
+process (and on a cluster, on another CPU, whose maths library may round differently).
 
 ``ray`` is imported only when this executor connects; without it installed the error says how to
 install it.

@@ -13,8 +13,8 @@ says how the quantum layers should be evaluated instead:
   ``[0, 3/4]``. Simulated exactly with density matrices; see :mod:`qcreep.hardware.noise` for
   where the channels sit and what they cost.
 * ``seed``: the seed of the shot sampling. Each image of each quantum layer has its own random
-  stream, seeded from ``(seed, layer index, image index)``, so results do not depend on the batch
-  size; they depend on the order of the images.
+  stream, seeded from ``(seed, layer index, image index)``, so the draws do not depend on the batch
+  size (the results agree across batch sizes to rounding); they depend on the order of the images.
 * ``shots_mode``: ``"auto"``, ``"exact"`` or ``"gaussian"``, how the quanvolution's shot noise is
   drawn (:mod:`qcreep.hardware.shots`).
 
