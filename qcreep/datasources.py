@@ -562,6 +562,9 @@ _LOADED: dict = {}
 _MAX_CACHED = 4
 
 
+_HASHED_STAMP_BYTES = 64 * 2**20
+
+
 def _stamp(path) -> tuple:
     """What changes when a file or folder changes: its resolved path, sizes and modification times."""
     if path is None:
@@ -571,7 +574,9 @@ def _stamp(path) -> tuple:
         return (str(path),)
     if path.is_file():
         stat = path.stat()
-        return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        # file times can be coarser than two quick writes: a file up to 64 MiB is also hashed
+        content = _digest_files([path]) if stat.st_size <= _HASHED_STAMP_BYTES else ""
+        return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, content)
     stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.rglob("*")) if p.is_file()]
     return (str(path.resolve()), hashlib.sha1(repr(stats).encode()).hexdigest())
 
