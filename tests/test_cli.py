@@ -357,7 +357,10 @@ def test_run_ladder(ladder):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     table = result.stdout
-    assert table.lstrip().startswith("|")
+    # the answer comes first: each quantum rung against level 0 and its twin, then the table
+    assert table.lstrip().startswith("**Answer (digits, real angles)**")
+    assert "- **level 2 vs level 0**: " in table and "- **level 2 vs level 2 twin**: " in table
+    assert table.index("**Answer") < table.index("| dataset |")
     for rung in RUNGS:
         assert f"| {rung} |" in table
     assert "| digits |" in table

@@ -279,7 +279,7 @@ def test_summarize_groups_by_angles_and_published_before_epoch(results):
     assert l2["published_epoch"] == 5
     assert (l2["published_mean"], l2["published_sd"]) == (96.07, 0.39)
     assert l2["delta_pp"] == pytest.approx(pop_mean_sd([98.0, 96.0])[0] - 96.07)
-    assert any("1 re-uploads" in d for d in l2["protocol_differences"])
+    assert any("1 re-upload (published: 10)" in d for d in l2["protocol_differences"])
     assert l2["unitarity"]["max_unitarity_error"] == pytest.approx(2e-6)
 
     # explicit assignment: no published comparison
@@ -317,6 +317,7 @@ def test_summarize_uneven_epochs_uses_common_prefix(tmp_path):
 def test_markdown_table_rows(results):
     md = markdown_table(summarize(load_records(results)))
     lines = md.splitlines()
+    lines = lines[lines.index(next(x for x in lines if x.startswith("| dataset |"))):]  # after the answer
     row = next(line for line in lines
                if line.startswith("| mnist | level 0 | real |"))
     assert "| 3 | 5 | 130000 |" in row
@@ -548,7 +549,8 @@ def test_validation_tuning_readout_fields(ladder):
     assert l0["lr"] == 0.005 and l0["lr_text"] == "0.005 (tuned)"
     assert l0["tuning"]["budget"] == BUDGET and l0["tuning"]["chosen"] == {"lr": 0.005}
     cand = {c["settings"]["lr"]: c for c in l0["tuning"]["candidates"]}
-    assert cand[0.005]["val_acc_mean"] == pytest.approx(95.0) and cand[0.001]["n"] == 6
+    # every seed carries the one tuning's block (its trials ran once): counted once, not six times
+    assert cand[0.005]["val_acc_mean"] == pytest.approx(95.0) and cand[0.001]["n"] == 1
     assert any("tuned on a validation split" in d for d in l0["protocol_differences"])
     assert "10% of the training data held out for validation (published: none)" in l0["protocol_differences"]
     assert by["level 2 twin"]["lr_text"] == "0.01 (tuned)"
@@ -639,9 +641,12 @@ def test_report_statistics_section(ladder, tmp_path):
     assert twin.endswith("| not resolved by 5 seeds |")
     assert "## Learning-rate tuning" in report
     tune = report.split("## Learning-rate tuning")[1].split("\n## ")[0]
-    assert "| mnist | level 0 | real | lr 0.005 | 3 trials, 10 epochs each, chosen by val_acc, " \
-           "grid lr 0.001, 0.005, 0.01 |" in tune
-    assert "lr 0.001: 93.00 ± 0.00" in tune
+    # one budget for every rung: said once, above the table
+    assert "Every rung had the same budget: 3 trials, 10 epochs each, chosen by val_acc, " \
+           "grid lr 0.001, 0.005, 0.01." in tune
+    assert tune.count("3 trials") == 1
+    assert "| mnist | level 0 | real | lr 0.005 | lr 0.001: 93.00; lr 0.005: 95.00; lr 0.01: 93.00 |" in tune
+    assert "± 0.00" not in tune
     details = report.split("## Rung details")[1].split("\n## ")[0]
     assert "| mnist | level 2 twin | real | level 2 |" in details
     assert "output_scale learned, bias_init zero | eigh |" in details
@@ -649,8 +654,8 @@ def test_report_statistics_section(ladder, tmp_path):
 
 def test_markdown_table_newcomer_notes(ladder):
     md = markdown_table(summarize(load_records(ladder)))
-    assert md.startswith("| dataset | rung |")
-    header = md.splitlines()[0]
+    assert md.startswith("**Answer (MNIST, real angles)**")
+    header = next(x for x in md.splitlines() if x.startswith("| dataset | rung |"))
     assert "| lr |" in header and "test acc % @ best val" in header
     row = next(x for x in md.splitlines() if x.startswith("| mnist | level 0 | real |"))
     assert row.count("|") == header.count("|")
@@ -883,3 +888,201 @@ def test_legend_below_axes_with_many_rungs(tmp_path):
     colours = {tuple(ln.get_color()) for ln in ax.get_lines() if ln.get_linestyle() == "-"}
     assert len(colours) >= 9
     assert sum(1 for ln in ax.get_lines() if ln.get_marker() == "o") == 4
+
+
+# --------------------------------------------------------------------------------------------
+# issue 17: the answer first, failed seeds, empty columns, tuning table, twin readout, plots
+
+
+def _answer(md: str) -> list[str]:
+    return [x for x in md.splitlines() if x.startswith("- **")]
+
+
+def test_answer_comes_first_with_interval_p_and_verdict(ladder, tmp_path):
+    md = markdown_table(summarize(load_records(ladder)))
+    assert md.startswith("**Answer (MNIST, real angles)**: does each quantum rung beat level 0 and its classical twin?")
+    assert md.index("**Answer") < md.index("| dataset | rung |")
+    lines = _answer(md)
+    # the top rung first: against level 0, then against its twin
+    assert lines[0].startswith("- **level 2 vs level 0**: +5.25 pp [")
+    assert lines[0].endswith("p = 0.031: **better**")
+    assert lines[1].startswith("- **level 2 vs level 2 twin**: ")
+    assert lines[1].endswith(": **not resolved with 5 seeds**")
+    assert lines[2].startswith("- **level 1 vs level 0**:")
+    # the explicit assignments and the twin against level 0 are in the statistics section, not here
+    assert not any(HEAD_ONLY in x or "level 2 twin vs" in x for x in lines)
+    report = Path(write_report(ladder, tmp_path / "out")["report"]).read_text(encoding="utf-8")
+    assert report.index("**Answer (MNIST, real angles)**") < report.index("Run records:") < report.index("## Summary")
+    assert report.count("**Answer") == 1  # the table under "Summary" does not repeat it
+
+
+def test_no_answer_without_anything_to_compare(results):
+    rows = [r for r in summarize(load_records(results)) if r["level"] == 0]
+    md = markdown_table(rows)
+    assert md.startswith("| dataset | rung |") and "**Answer" not in md
+
+
+def digits_record(final, seed, label="level 0", level=0, **kw):
+    return make_record(dataset="digits", level=level, seed=seed, label=label, test_accs=[final - 0.05, final],
+                       **kw)
+
+
+def test_columns_that_are_empty_on_every_row_are_left_out(tmp_path):
+    for s in range(2):
+        write(tmp_path / f"d{s}.json", digits_record(0.95, s))
+    md = markdown_table(summarize(load_records(tmp_path)))
+    header = next(x for x in md.splitlines() if x.startswith("| dataset |"))
+    assert "published" not in header and "Δ pp" not in header and "JAX" not in header
+    assert "test acc % @ best val" not in header                    # no validation data recorded
+    assert "final test acc % (mean ± sd)" in header and "s/epoch" in header
+    assert "No published numbers for digits at these rungs, so the published columns are left out." in md
+    assert "Per-epoch comparison" not in md
+    row = next(x for x in md.splitlines() if x.startswith("| digits | level 0 |"))
+    assert row.count("|") == header.count("|") and "—" not in row
+
+
+TWIN_FINALS = {0: 0.9422, 1: 0.9533, 2: 0.9689, 3: 0.9444, 4: 0.16, 5: 0.9489}
+
+
+def test_a_failed_seed_is_named_in_the_table_and_the_report(tmp_path):
+    for s, final in TWIN_FINALS.items():
+        write(tmp_path / f"twin_s{s}.json", digits_record(final, s, label="level 2 twin", level=None,
+                                                          twin_of="level 2"))
+        write(tmp_path / f"l0_s{s}.json", digits_record(0.96 + 0.001 * s, s))
+    rows = summarize(load_records(tmp_path))
+    twin = next(r for r in rows if r["label"] == "level 2 twin")
+    assert [f["seed"] for f in twin["failed_seeds"]] == [4]
+    assert twin["failed_seeds"][0]["final_test"] == pytest.approx(16.0)
+    others = [100 * v for s, v in TWIN_FINALS.items() if s != 4]
+    assert twin["final_test_mean_without_failed"] == pytest.approx(pop_mean_sd(others)[0])
+    assert twin["final_test_mean"] == pytest.approx(pop_mean_sd([100 * v for v in TWIN_FINALS.values()])[0])
+    assert next(r for r in rows if r["label"] == "level 0")["failed_seeds"] == []
+    md = markdown_table(rows)
+    row = next(x for x in md.splitlines() if x.startswith("| digits | level 2 twin |"))
+    assert "(seed 4 failed)" in row
+    note = next(x for x in md.splitlines() if x.startswith("- Failed seed:"))
+    assert "level 2 twin (real): seed 4 ended at 16.00 % (chance 10 %)" in note
+    assert "other 5 seeds reached 94.22–96.89 %" in note and "include it" in note
+    assert "closer to chance than to that median" in md      # the rule is stated
+    report = Path(write_report(tmp_path, tmp_path / "out")["report"]).read_text(encoding="utf-8")
+    assert "seed 4 ended at 16.00 %" in report
+
+
+@pytest.mark.parametrize("finals,failed", [
+    ({0: 0.95, 1: 0.94, 2: 0.22, 3: 0.96}, [2]),      # far from its siblings, though 12 pp above chance
+    ({0: 0.95, 1: 0.90, 2: 0.80, 3: 0.96}, []),       # a poor seed that still trained
+    ({0: 0.11, 1: 0.105, 2: 0.12}, []),               # the whole rung is near chance: the chance note says so
+    ({0: 0.12, 1: 0.95}, [0]),
+    ({0: 0.95}, []),
+])
+def test_failed_seed_rule(finals, failed):
+    from qcreep.report.summary import failed_seeds
+
+    assert [f["seed"] for f in failed_seeds({s: 100 * v for s, v in finals.items()}, 10.0)] == failed
+
+
+def test_tuning_table_sorts_numerically_and_states_one_budget_once(tmp_path):
+    grid = [1e-5, 3e-5, 1e-4, 0.1]
+    block = {"split": "validation", "chosen": {"lr": 1e-4}, "metric": "val_acc",
+             "candidates": [{"settings": {"lr": v}, "val_acc": 0.5 + i * 0.1} for i, v in enumerate(grid)],
+             "budget": {"trials": 4, "epochs": 2, "metric": "val_acc", "grid": {"lr": grid}, "seed": 0}}
+    for level in (0, 2):
+        for s in range(2):
+            write(tmp_path / f"l{level}_s{s}.json", make_record(level=level, seed=s, tuning=block))
+    rows = summarize(load_records(tmp_path))
+    assert [c["settings"]["lr"] for c in rows[0]["tuning"]["candidates"]] == grid
+    report = Path(write_report(tmp_path, tmp_path / "out")["report"]).read_text(encoding="utf-8")
+    tune = report.split("## Learning-rate tuning")[1].split("\n## ")[0]
+    assert "lr 1e-05: 50.00; lr 3e-05: 60.00; lr 0.0001: 70.00; lr 0.1: 80.00" in tune
+    assert "± 0.00" not in tune and tune.count("4 trials") == 1 and "| budget |" not in tune
+
+
+def test_tuning_table_spread_only_over_several_tuning_seeds(tmp_path):
+    per_seed = [{"seed": 0, "val_acc": 0.90}, {"seed": 1, "val_acc": 0.94}]
+    block = {"split": "validation", "chosen": {"lr": 1e-3},
+             "candidates": [{"settings": {"lr": 1e-3}, "val_acc": 0.92, "per_seed": per_seed}],
+             "budget": {"trials": 1, "epochs": 2, "metric": "val_acc", "seeds": [0, 1]}}
+    write(tmp_path / "r.json", make_record(tuning=block))
+    report = Path(write_report(tmp_path, tmp_path / "out")["report"]).read_text(encoding="utf-8")
+    assert "lr 0.001: 92.00 ± 2.00 (2 seeds)" in report
+
+
+def test_rung_details_show_the_readout_of_the_dense_twin(tmp_path):
+    twin_assign = {"conv1": "conv3x3_twin", "conv2": "conv3x3_twin", "head": "dense_twin"}
+    readout = {"output_scale": "learned", "bias_init": "zero"}
+    for s in range(2):
+        write(tmp_path / f"t{s}.json", make_record(level=None, seed=s, label="level 2 twin", twin_of="level 2",
+                                                   assignment=twin_assign, readout=readout))
+        write(tmp_path / f"l0_{s}.json", make_record(level=0, seed=s, readout=readout))
+    by = {r["label"]: r for r in summarize(load_records(tmp_path))}
+    assert by["level 2 twin"]["readout"] == readout
+    assert by["level 0"]["readout"] is None       # a linear head has no readout options
+    report = Path(write_report(tmp_path, tmp_path / "out")["report"]).read_text(encoding="utf-8")
+    details = report.split("## Rung details")[1].split("\n## ")[0]
+    line = next(x for x in details.splitlines() if x.startswith("| mnist | level 2 twin |"))
+    assert "| output_scale learned, bias_init zero |" in line
+
+
+def test_a_corrupt_record_is_skipped_with_a_warning_and_the_rest_reported(results, tmp_path):
+    bad = results / "mnist" / "broken_run.json"
+    bad.write_text('{"record_version": 1, "dataset": ', encoding="utf-8")
+    skipped = []
+    records = load_records(results, skipped=skipped)
+    assert len(records) == 9 and [Path(p).name for p, _ in skipped] == ["broken_run.json"]
+    assert "is not valid JSON" in skipped[0][1]
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "qcreep.cli", "report", str(results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    warning = next(x for x in proc.stderr.splitlines() if "warning" in x)
+    assert warning.startswith("qcreep: warning: run record ") and "broken_run.json is not valid JSON" in warning
+    assert "| mnist | level 0 | real |" in proc.stdout
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "Skipped record files" in report and "broken_run.json" in report
+
+
+def test_only_corrupt_records_is_still_an_error(tmp_path):
+    write(tmp_path / "a.json", make_record(test_accs=[90.0]))
+    with pytest.raises(QcreepError, match=r"no valid run records under .*1 skipped .*a\.json.*fractions"):
+        load_records(tmp_path, skipped=[])
+    with pytest.raises(QcreepError, match=r"no valid run records"):
+        write_report(tmp_path)
+
+
+def test_one_epoch_is_singular(tmp_path):
+    write(tmp_path / "a.json", make_record(test_accs=[0.9], config={"epochs": 1}))
+    write(tmp_path / "b.json", make_record(seed=1, test_accs=[], status="running", config={"epochs": 1}))
+    paths = write_report(tmp_path, tmp_path / "out")
+    report = Path(paths["report"]).read_text(encoding="utf-8")
+    assert "1 epoch (published: 50)" in report and "0/1 epoch)" in report
+    assert "1 epochs" not in report and "1 re-uploads" not in report
+    rows = summarize(load_records(tmp_path))
+    labels = [t.get_text() for t in final_figure("mnist", rows, rung_colors(rows, [])).axes[0].get_xticklabels()]
+    assert "1 epoch, n=1 seed" in labels[0]
+
+
+def test_plots_stay_within_accuracy_range_show_seeds_and_mark_resolved(tmp_path):
+    for s, final in TWIN_FINALS.items():
+        write(tmp_path / f"twin_s{s}.json", digits_record(final, s, label="level 2 twin", level=None,
+                                                          twin_of="level 2"))
+        write(tmp_path / f"l2_s{s}.json", digits_record(0.97 + 0.002 * s, s, label="level 2", level=2))
+        write(tmp_path / f"l0_s{s}.json", digits_record(0.96 + 0.001 * s, s))
+    rows = summarize(load_records(tmp_path))
+    ax = final_figure("digits", rows, rung_colors(rows, [])).axes[0]
+    lo, hi = ax.get_ylim()
+    assert hi <= 101.5 and lo > 50          # fitted to the rungs near 95 %, not 5 to 115
+    for container in ax.containers:         # no bar goes beyond 100 % or below 0 %
+        for seg in container.lines[2][0].get_segments():
+            assert all(0 <= y <= 100 for _, y in seg)
+    seed_points = [ln for ln in ax.get_lines() if ln.get_marker() == "." and len(ln.get_xdata())]
+    assert len(seed_points) == 3 * 6 - 1    # every seed but the failed one, drawn as a cross
+    crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert len(crosses) == 1
+    texts = [t.get_text() for t in ax.texts]
+    assert "seed 4: 16.0% (below)" in texts
+    assert any("> level 0 *" in t for t in texts)                  # level 2 beats level 0 on all 6 seeds
+    assert "resolved, paired over seeds" in ax.get_title()
+    curves = curves_figure("digits", rows, [], rung_colors(rows, [])).axes[0]
+    assert curves.get_ylim()[1] <= 101.5
+    for poly in curves.collections:
+        assert all(0 <= y <= 100 for _, y in poly.get_paths()[0].vertices)

@@ -16,7 +16,11 @@ def cmd_report(args) -> int:
     from qcreep.report import load_records, markdown_table, summarize, write_report
     from qcreep.report.records import is_trial_record
 
-    records = load_records(args.results_dir)  # a missing or empty folder fails before anything is locked
+    skipped: list = []
+    # a missing or empty folder fails before anything is locked; a corrupt record is left out and named
+    records = load_records(args.results_dir, skipped=skipped)
+    for _path, reason in skipped:
+        print(f"qcreep: warning: {reason}; left out of the report", file=sys.stderr)
     if all(is_trial_record(r) for r in records):
         from qcreep.errors import QcreepError
         raise QcreepError(f"{args.results_dir} holds only tuning trials, which are scored on the validation split "

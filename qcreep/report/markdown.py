@@ -1,15 +1,17 @@
 """Markdown: the summary table printed on the terminal, and the text of ``report.md``.
 
-:func:`markdown_table` is what ``qcreep run`` and ``qcreep report`` print: the summary table, the
-notes a newcomer needs to read it (what chance is, how the protocol differs from the published
-one, how the learning rate was chosen), and the per-epoch comparison with the published numbers.
-:func:`report_text` is the whole ``report.md``; it adds the statistics section, tuning, rung
-details, unitarity checks and the protocol of every rung.
+:func:`markdown_table` is what ``qcreep run`` and ``qcreep report`` print: first the answer
+(:func:`headline_lines`: does each quantum rung beat level 0 and its classical twin, with the
+paired interval and p), then the summary table, the notes a newcomer needs to read it (what chance
+is, which seeds failed, how the protocol differs from the published one, how the learning rate was
+chosen), and the per-epoch comparison with the published numbers. Columns that would be "—" on
+every row (the published numbers on digits, for example) are left out, and a note says so.
+:func:`report_text` is the whole ``report.md``: the same answer first, then the table and the
+statistics section, tuning, rung details, unitarity checks and the protocol of every rung.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from qcreep.published import (
@@ -19,8 +21,8 @@ from qcreep.published import (
     PUBLISHED_TORCH_PROTOCOL,
     canonical_dataset,
 )
-from qcreep.report.compare import METHODS_TEXT
-from qcreep.report.records import PATH_KEY
+from qcreep.report.compare import CONFIDENCE, METHODS_TEXT, rung_comparisons
+from qcreep.report.records import PATH_KEY, plural
 from qcreep.report.summary import NEAR_CHANCE_PP
 
 DATASET_TITLES = {"digits": "digits", "mnist": "MNIST", "fashion-mnist": "FashionMNIST",
@@ -99,8 +101,123 @@ def _budget_text(budget: dict | None, metric=None) -> str:
     return ", ".join(bits) if bits else "budget not recorded"
 
 
+def _seed_list(seeds) -> str:
+    seeds = list(seeds)
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
+
+
+def _failed_cell(row: dict) -> str:
+    """`` (seed 4 failed)`` after the final accuracy of a rung with failed seeds, else empty."""
+    failed = row.get("failed_seeds") or []
+    return f" ({_seed_list(f['seed'] for f in failed)} failed)" if failed else ""
+
+
+def _failed_note(row: dict) -> str:
+    failed = row["failed_seeds"]
+    others = [v for s, v in row["final_test_by_seed"].items() if s not in {f["seed"] for f in failed}]
+    accs = "; ".join(f"seed {f['seed']} ended at {f['final_test']:.2f} %" for f in failed)
+    text = (f"Failed {'seed' if len(failed) == 1 else 'seeds'}: {_rung(row)}: {accs} "
+            f"(chance {row['chance_pct']:g} %), while its other {plural(len(others), 'seed')} reached "
+            f"{min(others):.2f}–{max(others):.2f} %. The mean ± sd and the paired statistics include "
+            f"{'it' if len(failed) == 1 else 'them'}")
+    if row["final_test_mean_without_failed"] is not None and len(others) > 0:
+        text += (f"; over the other seeds alone the final test accuracy is "
+                 f"{_pm(row['final_test_mean_without_failed'], row['final_test_sd_without_failed'])} %")
+    return text + "."
+
+
+#: What the failed-seed flag means, for the notes.
+FAILED_RULE = (f"A seed is marked failed when the rung's other seeds trained (their median is more than "
+               f"{NEAR_CHANCE_PP:g} pp above chance) and it did not: it ended within {NEAR_CHANCE_PP:g} pp of "
+               "chance, or closer to chance than to that median.")
+
+
+def _verdict_word(c: dict) -> str:
+    if not c["seeds"]:
+        return "no common seeds"
+    if c["resolved"]:
+        return "better" if c["mean_diff"] > 0 else "worse"
+    return f"not resolved with {plural(c['n'], 'seed')}"
+
+
+def _headline_comparisons(rows: list[dict], comparisons: list[dict]) -> list[dict]:
+    """The comparisons that answer the question: each quantum rung against level 0 and against its twin.
+
+    A rung counts when it is a replacement level above 0; where a dataset has none, every rung that
+    is not a twin. Highest level first; against level 0 before against the twin.
+    """
+    by_label = {(r["dataset"], r["label"], r["angles"]): r for r in rows}
+    chosen = []
+    for c in comparisons:
+        row = by_label.get((c["dataset"], c["a"], c["angles"]))
+        if row is None or row["twin_of"]:
+            continue
+        has_levels = any(r["dataset"] == c["dataset"] and (r["level"] or 0) > 0 for r in rows)
+        if has_levels and not (row["level"] or 0) > 0:
+            continue
+        chosen.append((c, row))
+    order = {id(r): i for i, r in enumerate(rows)}
+    chosen.sort(key=lambda cr: (cr[1]["dataset"] != rows[0]["dataset"], -(cr[1]["level"] or 0),
+                                order[id(cr[1])], cr[0]["kind"] != "vs level 0"))
+    return [c for c, _ in chosen]
+
+
+def _headline_line(c: dict, rows: list[dict], prefix: str) -> str:
+    if c["mean_diff"] is None:
+        stats = "no paired seeds"
+    elif c["ci_low"] is None:
+        stats = f"{c['mean_diff']:+.2f} pp from {plural(c['n'], 'seed')} (no interval, no test)"
+    else:
+        stats = (f"{c['mean_diff']:+.2f} pp [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}], "
+                 f"p = {c['wilcoxon_p']:.2g}")
+    line = f"- {prefix}**{c['a']} vs {c['b']}**: {stats}: **{_verdict_word(c)}**"
+    failed = []
+    for name, angles in ((c["a"], c["angles"]), (c["b"], c["angles_b"])):
+        row = next((r for r in rows if r["dataset"] == c["dataset"] and r["label"] == name
+                    and r["angles"] == angles), None)
+        for f in (row or {}).get("failed_seeds") or []:
+            if f["seed"] in c["seeds"]:
+                failed.append(f"{name} seed {f['seed']} failed ({f['final_test']:.2f} %)")
+    if failed:
+        line += "; " + ", ".join(failed) + ", and the difference includes it"
+    return line
+
+
+def headline_lines(rows: list[dict], comparisons: list[dict] | None = None) -> list[str]:
+    """The answer first: each quantum rung against level 0 and against its classical twin.
+
+    One line per comparison (:func:`~qcreep.report.compare.rung_comparisons`, final test accuracy
+    paired by seed): the mean difference A − B in percentage points, its 95 % t interval, the
+    two-sided Wilcoxon signed-rank p, and the verdict: *better* or *worse* when the interval
+    excludes 0 and p < 0.05, else *not resolved with N seeds*. A failed seed in either rung is
+    named. Empty when there is nothing to compare (only level 0, say).
+
+    Example:
+        >>> rows = summarize(load_records("runs"))                              # doctest: +SKIP
+        >>> for line in headline_lines(rows):                                  # doctest: +SKIP
+        ...     print(line)
+        **Answer (digits, real angles)**: does each quantum rung beat level 0 and its classical twin? ...
+        <BLANKLINE>
+        - **level 2 vs level 0**: -0.63 pp [-1.80, +0.54], p = 0.31: **not resolved with 6 seeds**
+    """
+    comparisons = rung_comparisons(rows) if comparisons is None else comparisons
+    chosen = _headline_comparisons(rows, comparisons)
+    if not chosen:
+        return []
+    groups = {(c["dataset"], c["angles"]) for c in chosen}
+    where = "" if len(groups) > 1 else f" ({title(chosen[0]['dataset'])}, {chosen[0]['angles']} angles)"
+    lines = [(f"**Answer{where}**: does each quantum rung beat level 0 and its classical twin? Final test "
+              f"accuracy, A − B in percentage points, mean over the paired seeds with its "
+              f"{CONFIDENCE:.0%} t interval and the two-sided Wilcoxon signed-rank p; a difference is resolved "
+              f"only when the interval excludes 0 and p < {1 - CONFIDENCE:.2g}."), ""]
+    for c in chosen:
+        prefix = f"{title(c['dataset'])}, {c['angles']}: " if len(groups) > 1 else ""
+        lines.append(_headline_line(c, rows, prefix))
+    return lines
+
+
 def _table_notes(rows: list[dict]) -> list[str]:
-    """Notes under the terminal table: chance, protocol differences, tuning."""
+    """Notes under the terminal table: chance, failed seeds, protocol differences, tuning."""
     notes = []
     near = [r for r in rows if r["near_chance"]]
     if near:
@@ -112,6 +229,11 @@ def _table_notes(rows: list[dict]) -> list[str]:
             notes.append(f"Chance: {chance:g}% is chance for {classes} classes. At most "
                          f"{NEAR_CHANCE_PP:g} pp above it (not learning under this protocol): "
                          + "; ".join(names) + ".")
+    failed = [r for r in rows if r.get("failed_seeds")]
+    for r in failed:
+        notes.append(_failed_note(r))
+    if failed:
+        notes.append(FAILED_RULE)
     by_diff: dict[tuple, list[str]] = {}
     for r in rows:
         if r["protocol_differences"] and r["published_mean"] is not None:
@@ -142,60 +264,88 @@ def _table_notes(rows: list[dict]) -> list[str]:
     return notes
 
 
-def markdown_table(rows: list[dict]) -> str:
+def _published_cell(r: dict) -> str:
+    if r["published_mean"] is None:
+        return "—"
+    return f"{_pm(r['published_mean'], r['published_sd'])} @ {r['published_epoch']}"
+
+
+def _delta_cell(r: dict) -> str:
+    delta = _signed(r["delta_pp"])
+    if r["delta_pp"] is not None and r["protocol_differences"]:
+        delta += DIFFERENT_PROTOCOL
+    return delta
+
+
+#: The columns of the summary table: header, cell, and whether the column may be left out when it
+#: would be "—" on every row (the key that is None there).
+_COLUMNS = (
+    ("dataset", lambda r: _md(r["dataset"]), None),
+    ("rung", lambda r: _md(r["label"]), None),
+    ("angles", lambda r: _md(r["angles"]), None),
+    ("seeds", lambda r: str(r["n_seeds"]), None),
+    ("epochs", _epochs_text, None),
+    ("params", params_text, None),
+    ("lr", lambda r: _md(r["lr_text"]), None),
+    ("final test acc % (mean ± sd)", lambda r: _pm(r["final_test_mean"], r["final_test_sd"]) + _failed_cell(r), None),
+    ("test acc % @ best val", lambda r: _pm(r["test_at_best_val_mean"], r["test_at_best_val_sd"]),
+     "test_at_best_val_mean"),
+    ("best test acc %", lambda r: _pm(r["best_test_mean"], r["best_test_sd"]), None),
+    ("final train acc %", lambda r: _pm(r["final_train_mean"], r["final_train_sd"]), "final_train_mean"),
+    ("published @ epoch", _published_cell, "published_mean"),
+    ("Δ pp", _delta_cell, "published_mean"),
+    ("JAX real @100", lambda r: "—" if r["published_jax"] is None else f"{r['published_jax']:.2f}", "published_jax"),
+    ("s/epoch", lambda r: "—" if r["sec_per_epoch"] is None else f"{r['sec_per_epoch']:.2f}", "sec_per_epoch"),
+)
+
+
+def markdown_table(rows: list[dict], *, headline: bool = True) -> str:
     """The rows of :func:`~qcreep.report.summary.summarize` as Markdown, with notes for reading them.
 
-    The summary table has, per rung: seeds, epochs, parameters, learning rate (``"(tuned)"`` when it
-    was chosen on the validation split), final test accuracy, test accuracy at the best-validation
-    epoch, best test accuracy, final train accuracy, the published PyTorch number at the epoch shown
-    with Δ pp (ours minus published), the published JAX real-angle number and seconds per epoch.
-    Accuracies are percent, mean ± population sd over seeds. An epoch count marked ``*`` means the
-    seeds completed different numbers of epochs and the statistics use the common prefix.
+    First, with ``headline=True``, the answer (:func:`headline_lines`). Then the summary table,
+    per rung: seeds, epochs, parameters, learning rate (``"(tuned)"`` when it was chosen on the
+    validation split), final test accuracy (with the seeds that failed, see
+    :func:`~qcreep.report.summary.failed_seeds`), test accuracy at the best-validation epoch, best
+    test accuracy, final train accuracy, the published PyTorch number at the epoch shown with Δ pp
+    (ours minus published), the published JAX real-angle number and seconds per epoch. A column
+    that would be "—" on every row is left out. Accuracies are percent, mean ± population sd over
+    seeds. An epoch count marked ``*`` means the seeds completed different numbers of epochs and the
+    statistics use the common prefix.
 
     Under the table come notes: what chance is (``100 / classes`` %) when a rung is within 3 pp of
-    it; which rungs ran a protocol different from the published one (their Δ is marked ``†``);
-    the tuning budget. Then the per-epoch comparison with the published numbers.
+    it; which seeds failed; which rungs ran a protocol different from the published one (their Δ is
+    marked ``†``); the tuning budget. Then the per-epoch comparison with the published numbers,
+    where there are any.
 
     Example:
         >>> print(markdown_table(summarize(load_records("runs/mnist"))))   # doctest: +SKIP
-        | dataset | rung | angles | seeds | epochs | params | lr | final test acc % ...
+        **Answer (MNIST, real angles)**: does each quantum rung beat level 0 ...
     """
-    lines = [
-        ("| dataset | rung | angles | seeds | epochs | params | lr | final test acc % (mean ± sd) "
-        "| test acc % @ best val | best test acc % | final train acc % | published @ epoch | Δ pp "
-        "| JAX real @100 | s/epoch |"),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = []
+    if headline:
+        answer = headline_lines(rows)
+        if answer:
+            lines += answer + [""]
+    columns = [c for c in _COLUMNS if c[2] is None or any(r[c[2]] is not None for r in rows)]
+    lines += ["| " + " | ".join(c[0] for c in columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        if r["published_mean"] is not None:
-            pub = f"{_pm(r['published_mean'], r['published_sd'])} @ {r['published_epoch']}"
-        else:
-            pub = "—"
-        delta = _signed(r["delta_pp"])
-        if r["delta_pp"] is not None and r["protocol_differences"]:
-            delta += DIFFERENT_PROTOCOL
-        jax = "—" if r["published_jax"] is None else f"{r['published_jax']:.2f}"
-        spe = "—" if r["sec_per_epoch"] is None else f"{r['sec_per_epoch']:.2f}"
-        lines.append(
-            f"| {_md(r['dataset'])} | {_md(r['label'])} | {_md(r['angles'])} | {r['n_seeds']} "
-            f"| {_epochs_text(r)} | {params_text(r)} | {_md(r['lr_text'])} "
-            f"| {_pm(r['final_test_mean'], r['final_test_sd'])} "
-            f"| {_pm(r['test_at_best_val_mean'], r['test_at_best_val_sd'])} "
-            f"| {_pm(r['best_test_mean'], r['best_test_sd'])} "
-            f"| {_pm(r['final_train_mean'], r['final_train_sd'])} "
-            f"| {pub} | {delta} | {jax} | {spe} |")
+        lines.append("| " + " | ".join(c[1](r) for c in columns) + " |")
     notes = _table_notes(rows)
+    if not any(r["published_mean"] is not None or r["published_jax"] is not None for r in rows):
+        names = sorted({title(r["dataset"]) for r in rows})
+        notes.append(f"No published numbers for {', '.join(names)} at these rungs, so the published columns "
+                     "are left out.")
     if notes:
         lines.append("")
         lines += [f"- {n}" for n in notes]
 
-    lines += ["", "### Per-epoch comparison", ""]
     comparable = [r for r in rows if any(p["published_mean"] is not None for p in r["per_epoch"])]
-    if not comparable:
-        lines.append("No group has published numbers to compare with at epochs "
-                     f"{', '.join(str(e) for e in PUBLISHED_EPOCHS)}.")
-    else:
-        lines += [
+    if any(r["published_mean"] is not None for r in rows) and not comparable:
+        lines += ["", "### Per-epoch comparison", "",
+                  "No group has published numbers to compare with at epochs "
+                  f"{', '.join(str(e) for e in PUBLISHED_EPOCHS)}."]
+    elif comparable:
+        lines += ["", "### Per-epoch comparison", "",
             ("| dataset | rung | angles | epoch | ours test acc % (mean ± sd) "
             "| published test acc % (mean ± sd) | Δ pp |"),
             "|---|---|---|---|---|---|---|",
@@ -246,7 +396,7 @@ def _incomplete_line(incomplete: list[dict], root: Path) -> str:
         done = len(rec["test_accs"])
         parts.append(f"`{shown}` ({rec['dataset']}, {rec['label']}, {rec['angles']} angles, "
                      f"seed {rec['seed']}, status {rec['status']}, "
-                     f"{done}{'/' + str(total) if total is not None else ''} epochs)")
+                     f"{plural(done, 'epoch') if total is None else str(done) + '/' + plural(total, 'epoch')})")
     return ("Incomplete runs (left out of the tables, drawn dotted in the curves): "
             + "; ".join(parts) + ".")
 
@@ -346,31 +496,44 @@ def _settings_text(settings) -> str:
     return ", ".join(f"{k} {_num(v)}" for k, v in settings.items())
 
 
+def _candidate_text(c: dict) -> str:
+    """``"lr 0.001: 97.79"`` for one tuning seed, ``"lr 0.001: 97.50 ± 0.20 (2 seeds)"`` for several."""
+    if c["n"] > 1:
+        value = f"{_pm(c['val_acc_mean'], c['val_acc_sd'])} ({c['n']} seeds)"
+    else:
+        value = _pm(c["val_acc_mean"], None)
+    return f"{_settings_text(c['settings'])}: {value}"
+
+
 def _tuning_section(rows: list[dict]) -> list[str]:
     tuned = [r for r in rows if r["tuning"]]
     if not tuned:
         return []
+    budgets = {"differs between seeds" if r["tuning"]["budget_differs"]
+               else _budget_text(r["tuning"]["budget"], r["tuning"]["metric"]) for r in tuned}
+    one_budget = len(budgets) == 1
     lines = ["## Learning-rate tuning", "",
              ("Settings were chosen on a validation split carved out of the training data; the "
-             "test set played no part. Validation accuracy of each candidate is the mean ± sd over "
-             "the seeds that tuned."), "",
-             "| dataset | rung | angles | chosen | budget | candidates: val acc % |",
-             "|---|---|---|---|---|---|"]
+              "test set played no part. A candidate's validation accuracy is that of the seed that tuned, "
+              "or the mean ± sd over the seeds that tuned, when there were several.")]
+    if one_budget:
+        lines[-1] += f" Every rung had the same budget: {next(iter(budgets))}."
+    lines += ["", "| dataset | rung | angles | chosen |" + ("" if one_budget else " budget |")
+              + " candidates: val acc % |",
+              "|---|---|---|---|" + ("" if one_budget else "---|") + "---|"]
     for r in tuned:
         t = r["tuning"]
         if t["chosen"] is not None:
             chosen = _settings_text(t["chosen"])
         else:
             chosen = "; ".join(f"seed {s}: {_settings_text(c)}" for s, c in sorted(t["chosen_by_seed"].items()))
-        budget = "differs between seeds" if t["budget_differs"] else _budget_text(t["budget"], t["metric"])
         if not t["all_seeds"]:
-            budget += " (not every seed tuned)"
-        cands = "; ".join(f"{_settings_text(c['settings'])}: {_pm(c['val_acc_mean'], c['val_acc_sd'])}"
-                          for c in t["candidates"]) or "—"
+            chosen += " (not every seed tuned)"
+        budget = "differs between seeds" if t["budget_differs"] else _budget_text(t["budget"], t["metric"])
+        cands = "; ".join(_candidate_text(c) for c in t["candidates"]) or "—"
         lines.append(f"| {_md(r['dataset'])} | {_md(r['label'])} | {_md(r['angles'])} | {_md(chosen)} "
-                     f"| {_md(budget)} | {_md(cands)} |")
-    budgets = {json.dumps(r["tuning"]["budget"], sort_keys=True) for r in tuned}
-    if len(budgets) > 1:
+                     + ("" if one_budget else f"| {_md(budget)} ") + f"| {_md(cands)} |")
+    if not one_budget:
         lines += ["", ("The tuning budgets differ between rungs: a rung searched more widely had "
                       "more chances, so the comparison is not even.")]
     untuned = [r for r in rows if not r["tuning"]]
@@ -415,7 +578,7 @@ def _protocol_section(rows: list[dict]) -> list[str]:
             notes.append("seeds differ in config: " + ", ".join(r["config_mismatch"]))
         if r["epochs_differ"]:
             notes.append(f"seeds completed different numbers of epochs; statistics use the "
-                         f"first {r['epochs']}")
+                         f"first {plural(r['epochs'], 'epoch')}")
         if r["twin_of"]:
             notes.append(f"classical twin of {r['twin_of']}: no published number")
         elif r["level"] is None:
@@ -455,7 +618,7 @@ def _baseline_lines(rows: list[dict]) -> list[str]:
         if base is None or r["level"] != 2:
             continue
         lines.append(f"- {r['dataset']}, {r['label']}, {r['angles']} angles: "
-                     f"{r['final_test_mean']:.2f} % after {r['epochs']} epochs vs {base:.1f} % "
+                     f"{r['final_test_mean']:.2f} % after {plural(r['epochs'], 'epoch')} vs {base:.1f} % "
                      f"(published end-to-end quantum network), "
                      f"{r['final_test_mean'] - base:+.2f} pp.")
     if lines:
@@ -464,11 +627,13 @@ def _baseline_lines(rows: list[dict]) -> list[str]:
 
 
 def report_text(records: list[dict], rows: list[dict], incomplete: list[dict], comparisons: list[dict],
-                root, plot_names: list[tuple[str, list[str]]], hardware_lines: list[str] | None = None) -> str:
+                root, plot_names: list[tuple[str, list[str]]], hardware_lines: list[str] | None = None,
+                skipped: list[tuple[str, str]] | None = None) -> str:
     """The text of ``report.md`` for the given records, rows, incomplete runs, comparisons and plots.
 
     ``plot_names`` is ``[(dataset, [file name, ...]), ...]``; images are linked relative to the report.
     ``hardware_lines`` is the "From simulation to hardware" section (:mod:`qcreep.report.hardware`).
+    ``skipped`` is ``[(path, reason), ...]``: record files left out because they are unreadable or malformed.
 
     Example:
         >>> text = report_text(records, rows, [], rung_comparisons(rows), "runs", [])  # doctest: +SKIP
@@ -477,9 +642,11 @@ def report_text(records: list[dict], rows: list[dict], incomplete: list[dict], c
     """
     root = Path(root)
     versions = sorted({str(r.get("qcreep_version")) for r in records if r.get("qcreep_version") is not None})
-    lines = [
-        "# qcreep report: Let the Quantum Creep In (arXiv:2409.17583)",
-        "",
+    answer = headline_lines(rows, comparisons) if rows else []
+    lines = ["# qcreep report: Let the Quantum Creep In (arXiv:2409.17583)", ""]
+    if answer:
+        lines += answer + [""]
+    lines += [
         f"Run records: {len(records)} under `{root}` ({len(records) - len(incomplete)} complete, "
         f"{len(incomplete)} incomplete)" + (f"; written by qcreep {', '.join(versions)}" if versions else "") + ".",
         "",
@@ -492,8 +659,11 @@ def report_text(records: list[dict], rows: list[dict], incomplete: list[dict], c
         "## Summary",
         "",
     ]
-    lines += [markdown_table(rows)] if rows else ["No complete runs yet.", ""]
+    lines += [markdown_table(rows, headline=False)] if rows else ["No complete runs yet.", ""]
     lines += [_incomplete_line(incomplete, root), ""]
+    if skipped:
+        lines += ["Skipped record files (unreadable or malformed, left out of everything below): "
+                  + "; ".join(f"`{_rel(path, root)}`: {_md(reason)}" for path, reason in skipped) + ".", ""]
     lines += _duplicates_lines(rows, root)
     env = _environment_line(records)
     if env:

@@ -47,6 +47,16 @@ def one_line(text) -> str:
     return " ".join(str(text).split())
 
 
+def plural(n, word: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``: ``n`` and ``word`` with an ``s`` unless ``n`` is 1.
+
+    Example:
+        >>> plural(1, "epoch"), plural(50, "epoch"), plural("3/50", "epoch")
+        ('1 epoch', '50 epochs', '3/50 epochs')
+    """
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -203,7 +213,7 @@ def _in_tuning_folder(path: Path, root: Path) -> bool:
     return TUNING_FOLDER in path.relative_to(root).parts[:-1]
 
 
-def load_records(results_dir) -> list[dict]:
+def load_records(results_dir, *, skipped: list | None = None) -> list[dict]:
     """Load every run record (``*.json`` with a top-level ``record_version``) under ``results_dir``.
 
     The search is recursive and in sorted path order. JSON files whose top level is not an object
@@ -214,7 +224,10 @@ def load_records(results_dir) -> list[dict]:
     record as stored plus ``"_path"``: the file it came from (a string).
 
     Raises QcreepError (one line, naming the file) when a JSON file does not parse or a record
-    lacks required keys or has values of the wrong kind, and when no record is found.
+    lacks required keys or has values of the wrong kind, and when no record is found. With
+    ``skipped`` (a list), such a file is left out instead and ``(path, reason)`` appended to the
+    list, so one corrupt record does not hide the others; if no valid record remains the error
+    names the skipped files.
 
     Example:
         >>> records = load_records("runs/mnist")                         # doctest: +SKIP
@@ -231,23 +244,40 @@ def load_records(results_dir) -> list[dict]:
     records = []
     for path in sorted(p for p in root.rglob("*.json") if p.is_file() and not _in_tuning_folder(p, root)):
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise QcreepError(f"cannot read run record {path}: {one_line(exc)}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise QcreepError(f"run record {path} is not valid JSON ({one_line(exc)}); "
-                              "fix or remove the file") from None
-        if not isinstance(data, dict) or "record_version" not in data:
+            data = _read_record(path)
+        except QcreepError as err:
+            if skipped is None:
+                raise
+            skipped.append((str(path), str(err)))
             continue
-        check_record(data, path)
-        data[PATH_KEY] = str(path)
-        records.append(data)
+        if data is not None:
+            records.append(data)
+    if not records and skipped:
+        first = skipped[0][1]
+        raise QcreepError(f"no valid run records under {root}: {len(skipped)} skipped as unreadable or malformed "
+                          f"(first: {first})")
     if not records:
         raise QcreepError(f"no run records (*.json) found under {root}; "
                           f"run `qcreep run --out {root}` first")
     return records
+
+
+def _read_record(path: Path) -> dict | None:
+    """The checked record in ``path`` (with ``_path``), None for JSON that is not a run record."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise QcreepError(f"cannot read run record {path}: {one_line(exc)}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise QcreepError(f"run record {path} is not valid JSON ({one_line(exc)}); "
+                          "fix or remove the file") from None
+    if not isinstance(data, dict) or "record_version" not in data:
+        return None
+    check_record(data, path)
+    data[PATH_KEY] = str(path)
+    return data
 
 
 def is_complete(rec: dict) -> bool:

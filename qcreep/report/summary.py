@@ -24,11 +24,15 @@ from qcreep.published import (
     published_at_or_before,
     published_jax,
 )
-from qcreep.report.records import PATH_KEY, is_complete
+from qcreep.report.records import PATH_KEY, is_complete, plural
 from qcreep.report.rungs import num_classes, record_level, record_sort_key, rung_name, sort_key, twin_target
 
 #: A rung whose mean final test accuracy is below chance plus this many percentage points is flagged.
 NEAR_CHANCE_PP = 3.0
+
+#: Head layers whose readout options (output scale, bias initialisation) a record's ``readout`` describes:
+#: the re-uploading head and its classical twin, which takes the same options.
+READOUT_HEADS = ("data_reuploading", "dense_twin")
 
 
 def _mean_sd(values) -> tuple[float, float]:
@@ -77,6 +81,41 @@ def _uses_reuploading(level, assignment: dict | None) -> bool:
     return level == 2
 
 
+def _has_readout_head(level, assignment: dict | None) -> bool:
+    """True when the rung's head takes the readout options: the re-uploading head or its twin."""
+    if assignment and isinstance(assignment.get("head"), str):
+        return assignment["head"] in READOUT_HEADS or "reupload" in assignment["head"]
+    return level == 2
+
+
+def failed_seeds(final_by_seed: dict, chance: float | None) -> list[dict]:
+    """Seeds that stayed near chance while the other seeds of their rung trained.
+
+    A seed is *failed* when the median final test accuracy of the rung's other seeds is more than
+    :data:`NEAR_CHANCE_PP` above chance (they trained), and the seed itself is either within
+    :data:`NEAR_CHANCE_PP` of chance (the rule of the chance flag, applied to one seed) or closer to
+    chance than to that median (it got less than half of the way from chance to where the others got).
+    The rule needs at least two seeds and the class count. Returns ``[{"seed", "final_test",
+    "others_median"}]`` (percent), by seed.
+
+    Example:
+        >>> [f["seed"] for f in failed_seeds({0: 94.2, 1: 95.3, 2: 96.9, 3: 94.4, 4: 22.0, 5: 94.9}, 10.0)]
+        [4]
+        >>> failed_seeds({0: 11.0, 1: 10.5, 2: 12.0}, 10.0)      # the whole rung is near chance: no single seed
+        []
+    """
+    if chance is None or len(final_by_seed) < 2:
+        return []
+    out = []
+    for seed, acc in sorted(final_by_seed.items()):
+        others = float(np.median([v for s, v in final_by_seed.items() if s != seed]))
+        if others <= chance + NEAR_CHANCE_PP:
+            continue
+        if acc <= chance + NEAR_CHANCE_PP or acc - chance < 0.5 * (others - chance):
+            out.append({"seed": seed, "final_test": float(acc), "others_median": others})
+    return out
+
+
 def _protocol_differences(dataset: str, level, angles: str, epochs: int, config: dict,
                           assignment: dict | None, *, validation: bool = False,
                           tuned: bool = False) -> list[str]:
@@ -91,7 +130,7 @@ def _protocol_differences(dataset: str, level, angles: str, epochs: int, config:
     if level != 0 and angles != proto["angles"]:  # level 0 has no angles
         diffs.append(f"angles {angles} (published: {proto['angles']})")
     if epochs != proto["epochs"]:
-        diffs.append(f"{epochs} epochs (published: {proto['epochs']})")
+        diffs.append(f"{plural(epochs, 'epoch')} (published: {proto['epochs']})")
     bs = config.get("batch_size")
     if isinstance(bs, (int, float)) and bs != proto["batch_size"]:
         diffs.append(f"batch {bs} (published: {proto['batch_size']})")
@@ -104,7 +143,7 @@ def _protocol_differences(dataset: str, level, angles: str, epochs: int, config:
     reps = config.get("n_reps")
     if (_uses_reuploading(level, assignment) and isinstance(reps, (int, float))
             and reps != proto["n_reps"]):
-        diffs.append(f"{reps} re-uploads (published: {proto['n_reps']})")
+        diffs.append(f"{plural(reps, 're-upload')} (published: {proto['n_reps']})")
     scale, bias = config.get("output_scale"), config.get("bias_init")
     if _uses_reuploading(level, assignment) and (scale, bias) != (None, None) \
             and (scale, bias) != ("none", "normal"):
@@ -178,20 +217,37 @@ def _best_val_point(rec: dict, epochs: int) -> tuple[int, float] | None:
     return None
 
 
+def _settings_sort_key(settings: dict) -> tuple:
+    """Candidates in grid order: numbers by value (1e-05 before 0.0001), other values as text after them."""
+    return tuple((key, (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, str(v)))
+                 for key, v in sorted(settings.items()))
+
+
 def _tuning_summary(recs: list[dict]) -> dict | None:
-    """The learning-rate search of a group: chosen settings, budget, candidates averaged over seeds."""
+    """The learning-rate search of a group: chosen settings, budget, candidates averaged over seeds.
+
+    A candidate's validation accuracies are those of the seeds its trials ran from (``per_seed``
+    with ``--tune-seeds``); the runs of a rung trained with the settings of one tuning all carry
+    its block, and identical blocks count once.
+    """
     tunings = {r["seed"]: r["tuning"] for r in recs if isinstance(r.get("tuning"), dict)}
     if not tunings:
         return None
     chosen_by_seed = {seed: t.get("chosen") for seed, t in tunings.items()}
     budgets = [t.get("budget") for t in tunings.values()]
     cands: dict[str, dict] = {}
-    for t in tunings.values():
+    # seeds trained with the settings of one tuning carry the same block: its trials count once
+    distinct = {json.dumps(t, sort_keys=True): t for t in tunings.values()}
+    for t in distinct.values():
         for c in t.get("candidates") or []:
             settings = c.get("settings") or {}
             key = json.dumps(settings, sort_keys=True)
             entry = cands.setdefault(key, {"settings": settings, "val_accs": [], "val_losses": []})
-            if isinstance(c.get("val_acc"), (int, float)):
+            per_seed = [e["val_acc"] for e in c.get("per_seed") or []
+                        if isinstance(e, dict) and isinstance(e.get("val_acc"), (int, float))]
+            if per_seed:  # a candidate trained from several seeds (--tune-seeds): each seed's score
+                entry["val_accs"].extend(100.0 * v for v in per_seed)
+            elif isinstance(c.get("val_acc"), (int, float)):
                 entry["val_accs"].append(100.0 * c["val_acc"])
             if isinstance(c.get("val_loss"), (int, float)):
                 entry["val_losses"].append(float(c["val_loss"]))
@@ -201,7 +257,7 @@ def _tuning_summary(recs: list[dict]) -> dict | None:
         lm, _ = _mean_sd_or_none(entry["val_losses"])
         candidates.append({"settings": entry["settings"], "val_acc_mean": m, "val_acc_sd": s,
                            "val_loss_mean": lm, "n": len(entry["val_accs"])})
-    candidates.sort(key=lambda c: json.dumps(c["settings"], sort_keys=True))
+    candidates.sort(key=lambda c: _settings_sort_key(c["settings"]))
     return {
         "split": _common(t.get("split") for t in tunings.values()),
         "metric": _common(t.get("metric") for t in tunings.values()),
@@ -295,9 +351,13 @@ def _summarize_group(dataset: str, name: str, angles: str, recs: list[dict]) -> 
                           "delta_pp": (m - p[0]) if p else None})
 
     config = _common_config(recs)
-    has_head = _uses_reuploading(level, assignment)  # the readout options belong to the re-uploading head
+    has_head = _has_readout_head(level, assignment)  # the readout options belong to the head and its twin
     classes = _common(num_classes(r) for r in recs)
     chance = 100.0 / classes if classes else None
+    final_by_seed = {r["seed"]: float(v) for r, v in zip(recs, final_test)}
+    failed = failed_seeds(final_by_seed, chance)
+    kept = [v for s, v in final_by_seed.items() if s not in {f["seed"] for f in failed}]
+    without_mean, without_sd = _mean_sd(kept) if failed and kept else (None, None)
     return {
         "dataset": dataset,
         "level": level,
@@ -315,7 +375,10 @@ def _summarize_group(dataset: str, name: str, angles: str, recs: list[dict]) -> 
         "n_params_all": params,
         "final_test_mean": fm,
         "final_test_sd": fs,
-        "final_test_by_seed": {r["seed"]: float(v) for r, v in zip(recs, final_test)},
+        "final_test_by_seed": final_by_seed,
+        "failed_seeds": failed,
+        "final_test_mean_without_failed": without_mean,
+        "final_test_sd_without_failed": without_sd,
         "best_test_mean": bm,
         "best_test_sd": bs,
         "test_at_best_val_mean": at_best_mean,
@@ -397,6 +460,9 @@ def summarize(records: list[dict]) -> list[dict]:
     * ``n_params`` (int, or None when seeds disagree), ``n_params_all`` (sorted distinct values);
     * ``final_test_mean``/``final_test_sd``: test accuracy at epoch ``epochs``, mean and
       population sd (ddof=0) over seeds; ``final_test_by_seed``: ``{seed: accuracy}``;
+      ``failed_seeds``: seeds that stayed near chance while the others trained (:func:`failed_seeds`;
+      the mean and sd include them), ``final_test_mean_without_failed``/``_sd_without_failed``: the
+      same statistics over the other seeds (None when no seed failed), for the notes only;
       ``best_test_mean``/``best_test_sd``: each seed's best test accuracy over the epochs (an
       optimistic number: it picks the epoch by the test set); ``final_train_mean``/``final_train_sd``;
     * ``test_at_best_val_mean``/``_sd``: test accuracy at each seed's best-validation epoch
@@ -405,7 +471,7 @@ def summarize(records: list[dict]) -> list[dict]:
     * ``lr`` (the common learning rate or None), ``lr_text`` (e.g. ``"0.005 (tuned)"``),
       ``tuning`` (None, or ``split``, ``metric``, ``chosen``, ``chosen_by_seed``, ``budget``,
       ``budget_differs``, ``all_seeds``, ``candidates`` with validation accuracy mean/sd);
-    * ``readout`` (options of the re-uploading head, None for rungs without one), ``solver``
+    * ``readout`` (options of the re-uploading head or its twin, None for rungs without one), ``solver``
       (common values, None when absent or different; ``readout_differs``, ``solver_differs``);
     * ``num_classes``, ``chance_pct`` (100 / classes), ``near_chance`` (final test mean below
       chance + :data:`NEAR_CHANCE_PP`);

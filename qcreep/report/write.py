@@ -31,9 +31,12 @@ def write_report(results_dir, out_dir=None) -> dict:
     and, where ``qcreep evaluate`` has scored runs, ``hardware_<dataset>.png`` (accuracy against
     shots and against depolarising noise) with the report's "From simulation to hardware" section.
 
+    A record file that cannot be read or is malformed is left out, and ``report.md`` names it and
+    why (:func:`~qcreep.report.records.load_records` with ``skipped``).
+
     Returns a dict of the paths written: ``"report"``, ``"csv"``, and ``"curves_<dataset>"`` /
-    ``"final_<dataset>"`` for each plot. Raises :class:`~qcreep.errors.QcreepError` for bad records
-    and :class:`~qcreep.errors.OutputError` when an output cannot be written.
+    ``"final_<dataset>"`` for each plot. Raises :class:`~qcreep.errors.QcreepError` when no valid
+    record remains and :class:`~qcreep.errors.OutputError` when an output cannot be written.
 
     Example:
         >>> paths = write_report("runs/mnist")          # doctest: +SKIP
@@ -41,7 +44,8 @@ def write_report(results_dir, out_dir=None) -> dict:
         ['csv', 'curves_mnist', 'final_mnist', 'report']
     """
     root = Path(results_dir)
-    records = load_records(root)
+    skipped: list = []
+    records = load_records(root, skipped=skipped)  # a corrupt record is named in the report, not fatal
     out = ensure_dir(Path(out_dir) if out_dir is not None else root)
 
     rows = summarize(records)
@@ -62,7 +66,7 @@ def write_report(results_dir, out_dir=None) -> dict:
         names = [curves.name]
         if ds_rows:
             final = out / f"final_{safe_name(ds)}.png"
-            plot_final(ds, ds_rows, colors, final)
+            plot_final(ds, ds_rows, colors, final, comparisons)
             paths[f"final_{ds}"] = str(final)
             names.append(final.name)
         ds_hardware = [r for r in hardware if r["dataset"] == ds]
@@ -79,6 +83,6 @@ def write_report(results_dir, out_dir=None) -> dict:
 
     report_path = out / "report.md"
     atomic_write_text(report_path, report_text(records, rows, incomplete, comparisons, root, plot_names,
-                                                  hardware_section(hardware)))
+                                                  hardware_section(hardware), skipped=skipped))
     paths["report"] = str(report_path)
     return paths
