@@ -119,7 +119,8 @@ def evaluate_run(run: TrainedRun, spec: HardwareSpec, *, log=None) -> dict:
     resources = estimate_resources(model, _input_shape(config), precision=spec.precision, transpile=spec.transpile)
     return {
         "hardware_version": HARDWARE_VERSION, "qcreep_version": qcreep.__version__,
-        "run_id": config.run_id, "dataset": config.dataset, "label": config.rung_label,
+        "run_id": config.run_id, "dataset": config.dataset, "model": config.model,
+        "data": {"kind": _data_info(config).kind}, "label": config.rung_label,
         "twin_of": config.twin_of, "angles": config.angles, "seed": config.seed, "config_hash": config.config_hash,
         "epochs_completed": run.epochs_completed, "n_test": int(len(y)), "settings": spec.key(),
         "exact": exact, "shots": shots, "noise": noise, "resources": resources,
@@ -127,10 +128,14 @@ def evaluate_run(run: TrainedRun, spec: HardwareSpec, *, log=None) -> dict:
     }
 
 
-def _input_shape(config) -> tuple:
+def _data_info(config):
     from qcreep.datasources import info_for
 
-    return tuple(info_for(config).input_shape)
+    return info_for(config)
+
+
+def _input_shape(config) -> tuple:
+    return tuple(_data_info(config).input_shape)
 
 
 def evaluate_folder(out_dir, spec: HardwareSpec, *, run_ids=None, log=None) -> list[dict]:

@@ -1086,3 +1086,71 @@ def test_plots_stay_within_accuracy_range_show_seeds_and_mark_resolved(tmp_path)
     assert curves.get_ylim()[1] <= 101.5
     for poly in curves.collections:
         assert all(0 <= y <= 100 for _, y in poly.get_paths()[0].vertices)
+
+
+# --------------------------------------------------------------------------------------------
+# studies of the user's own model or data
+
+
+def study_record(final, seed, level, assignment, *, model="/src/nets.py:SmallCNN", dataset="mnist",
+                 kind="builtin", **kw):
+    return make_record(dataset=dataset, level=level, seed=seed, test_accs=[final - 0.05, final],
+                       assignment=assignment, model=model, data={"spec": dataset, "kind": kind, "num_classes": 10},
+                       readout={"output_scale": "learned", "bias_init": "zero"}, **kw)
+
+
+STUDY_RUNGS = {0: {"conv": "original", "fc": "original"},
+               1: {"conv": "flipped_quanv3x3", "fc": "original"},
+               2: {"conv": "flipped_quanv3x3", "fc": "data_reuploading"}}
+
+
+def test_own_model_is_a_study_never_compared_with_the_published_hybridnet(tmp_path):
+    # the user's network on MNIST, and the paper's HybridNet on MNIST: the same dataset and levels
+    for s in range(6):
+        for level, assignment in STUDY_RUNGS.items():
+            write(tmp_path / f"own_l{level}_s{s}.json",
+                  study_record(0.9 + 0.01 * level + 0.001 * s, s, level, assignment))
+        write(tmp_path / f"paper_l2_s{s}.json", make_record(dataset="mnist", level=2, seed=s))
+    rows = summarize(load_records(tmp_path))
+    own = [r for r in rows if r["dataset"] == "SmallCNN on mnist"]
+    paper = [r for r in rows if r["dataset"] == "mnist"]
+    assert [r["label"] for r in own] == ["level 0", "level 1", "level 2"] and len(paper) == 1
+    assert paper[0]["published_mean"] is not None                 # HybridNet level 2 on MNIST has one
+    assert all(r["published_mean"] is None and r["published_jax"] is None for r in own)
+    assert all(r["chance_pct"] == 10.0 for r in own)
+    assert own[0]["readout"] is None and own[1]["readout"] is None
+    assert own[2]["readout"] is not None                          # a re-uploading layer in a slot called fc
+    md = markdown_table(rows)
+    assert "| SmallCNN on mnist | level 2 |" in md and "| dataset / model on data |" in md
+    assert "Rungs of SmallCNN on mnist (slot=layer; every other slot keeps your module): level 0: none" in md
+    assert "level 2: conv=flipped_quanv3x3, fc=data_reuploading" in md
+    assert "SmallCNN on mnist is compared with its own level 0 and twins only" in md
+
+
+def test_report_of_a_study_alone_has_no_published_preamble_and_names_files_by_study(tmp_path):
+    for s in range(2):
+        for level, assignment in STUDY_RUNGS.items():
+            write(tmp_path / "records" / f"l{level}_s{s}.json",
+                  study_record(0.8 + 0.05 * level, s, level, assignment, model="/src/tab.py:mlp",
+                               dataset="/data/My Scans.csv", kind="csv"))
+    written = write_report(tmp_path)
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert names == ["curves_mlp_on_my-scans.png", "final_mlp_on_my-scans.png"]
+    text = Path(written["report"]).read_text(encoding="utf-8")
+    assert "| model on data | rung |" in text and "| mlp on my-scans | level 1 |" in text
+    assert "Note on the published numbers" not in text
+    assert "Protocol differences from the published runs" not in text
+    assert "/data/My Scans.csv" not in text                         # the study's name, not the path
+    rows = summarize(load_records(tmp_path))
+    assert {r["dataset"] for r in rows} == {"mlp on my-scans"}
+
+
+def test_records_of_hybridnet_on_a_builtin_keep_the_dataset_name(tmp_path):
+    write(tmp_path / "a.json", make_record(dataset="mnist", level=0, model="hybridnet",
+                                           data={"spec": "mnist", "kind": "builtin"}))
+    write(tmp_path / "b.json", make_record(dataset="digits", level=0))   # written before model specs
+    assert sorted(r["dataset"] for r in load_records(tmp_path)) == ["digits", "mnist"]
+    write(tmp_path / "c.json", make_record(dataset="/d/digits.npz", level=0, model="hybridnet",
+                                           data={"spec": "/d/digits.npz", "kind": "npz"}))
+    # HybridNet on a file is a study too, even when the file is named like a built-in dataset
+    assert sorted(r["dataset"] for r in load_records(tmp_path)) == ["digits", "hybridnet on digits", "mnist"]

@@ -41,7 +41,9 @@ def load_hardware(results_dir) -> list[dict]:
         if data[HARDWARE_KEY] not in SUPPORTED_HARDWARE_VERSIONS:
             raise QcreepError(f"hardware result {path} has version {data[HARDWARE_KEY]!r}; this qcreep reads "
                               f"{', '.join(map(str, SUPPORTED_HARDWARE_VERSIONS))}: run `qcreep evaluate` again")
-        found.append(data)
+        from qcreep.report.records import name_study
+
+        found.append(name_study(data))
     return found
 
 

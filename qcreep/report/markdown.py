@@ -23,6 +23,7 @@ from qcreep.published import (
 )
 from qcreep.report.compare import CONFIDENCE, METHODS_TEXT, rung_comparisons
 from qcreep.report.records import PATH_KEY, plural
+from qcreep.report.rungs import is_study
 from qcreep.report.summary import NEAR_CHANCE_PP
 
 DATASET_TITLES = {"digits": "digits", "mnist": "MNIST", "fashion-mnist": "FashionMNIST",
@@ -179,7 +180,7 @@ def _headline_line(c: dict, rows: list[dict], prefix: str) -> str:
             if f["seed"] in c["seeds"]:
                 failed.append(f"{name} seed {f['seed']} failed ({f['final_test']:.2f} %)")
     if failed:
-        line += "; " + ", ".join(failed) + ", and the difference includes it"
+        line += "; " + ", ".join(failed) + f", and the difference includes {'it' if len(failed) == 1 else 'them'}"
     return line
 
 
@@ -299,6 +300,31 @@ _COLUMNS = (
 )
 
 
+def _header(name: str, rows: list[dict]) -> str:
+    """The first column is ``dataset``, or ``model on data`` when a row is a study of the user's own model."""
+    if name == "dataset" and any(is_study(r["dataset"]) for r in rows):
+        return "model on data" if all(is_study(r["dataset"]) for r in rows) else "dataset / model on data"
+    return name
+
+
+def _swapped_text(assignment: dict | None) -> str:
+    """``"conv=flipped_quanv3x3, fc1=data_reuploading"``: the slots a rung fills with another layer."""
+    swapped = [f"{slot}={layer}" for slot, layer in (assignment or {}).items() if layer != "original"]
+    return ", ".join(swapped) if swapped else "none (your model as it is)"
+
+
+def _study_rung_notes(rows: list[dict]) -> list[str]:
+    """One note per study of the user's own model: what each rung swaps (every other slot keeps its module)."""
+    notes = []
+    for study in sorted({r["dataset"] for r in rows if is_study(r["dataset"])}):
+        parts = list(dict.fromkeys(f"{r['label']}: {_swapped_text(r['assignment'])}"
+                                   for r in rows if r["dataset"] == study and r["assignment"]))
+        if parts:
+            notes.append(f"Rungs of {study} (slot=layer; every other slot keeps your module): "
+                         + "; ".join(parts) + ".")
+    return notes
+
+
 def markdown_table(rows: list[dict], *, headline: bool = True) -> str:
     """The rows of :func:`~qcreep.report.summary.summarize` as Markdown, with notes for reading them.
 
@@ -327,13 +353,19 @@ def markdown_table(rows: list[dict], *, headline: bool = True) -> str:
         if answer:
             lines += answer + [""]
     columns = [c for c in _COLUMNS if c[2] is None or any(r[c[2]] is not None for r in rows)]
-    lines += ["| " + " | ".join(c[0] for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_header(c[0], rows) for c in columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         lines.append("| " + " | ".join(c[1](r) for c in columns) + " |")
     notes = _table_notes(rows)
-    if not any(r["published_mean"] is not None or r["published_jax"] is not None for r in rows):
-        names = sorted({title(r["dataset"]) for r in rows})
-        notes.append(f"No published numbers for {', '.join(names)} at these rungs, so the published columns "
+    notes += _study_rung_notes(rows)
+    studies = sorted({r["dataset"] for r in rows if is_study(r["dataset"])})
+    if studies:
+        notes.append(f"The published numbers are for the paper's HybridNet on its datasets, so "
+                     f"{', '.join(studies)} {'is' if len(studies) == 1 else 'are'} compared with "
+                     f"{'its' if len(studies) == 1 else 'their'} own level 0 and twins only.")
+    others = sorted({title(r["dataset"]) for r in rows if not is_study(r["dataset"])})
+    if others and not any(r["published_mean"] is not None or r["published_jax"] is not None for r in rows):
+        notes.append(f"No published numbers for {', '.join(others)} at these rungs, so the published columns "
                      "are left out.")
     if notes:
         lines.append("")
@@ -650,15 +682,17 @@ def report_text(records: list[dict], rows: list[dict], incomplete: list[dict], c
         f"Run records: {len(records)} under `{root}` ({len(records) - len(incomplete)} complete, "
         f"{len(incomplete)} incomplete)" + (f"; written by qcreep {', '.join(versions)}" if versions else "") + ".",
         "",
-        ("Test accuracy in percent, mean ± population sd (ddof=0) over seeds, as in the paper. "
-        "\"published @ epoch\" is the published PyTorch number at our final epoch, or at the "
-        "largest published epoch (1, 5, 10, 20, 50) below it; Δ pp = ours − published."),
-        "",
-        ANGLES_NOTE,
-        "",
-        "## Summary",
-        "",
     ]
+    if rows and all(is_study(r["dataset"]) for r in rows):
+        lines += [("Test accuracy in percent, mean ± population sd (ddof=0) over seeds. Each rung swaps some of "
+                   "your model's slots for quantum layers (or, in a twin, for their parameter-matched classical "
+                   "layers) and keeps every other module; the published numbers are for the paper's HybridNet "
+                   "and are not compared here."), "", "## Summary", ""]
+    else:
+        lines += [("Test accuracy in percent, mean ± population sd (ddof=0) over seeds, as in the paper. "
+                   "\"published @ epoch\" is the published PyTorch number at our final epoch, or at the "
+                   "largest published epoch (1, 5, 10, 20, 50) below it; Δ pp = ours − published."),
+                  "", ANGLES_NOTE, "", "## Summary", ""]
     lines += [markdown_table(rows, headline=False)] if rows else ["No complete runs yet.", ""]
     lines += [_incomplete_line(incomplete, root), ""]
     if skipped:
@@ -674,8 +708,9 @@ def report_text(records: list[dict], rows: list[dict], incomplete: list[dict], c
     lines += _details_section(rows)
     lines += _baseline_lines(rows)
     lines += _unitarity_section(rows)
-    if rows:
-        lines += _protocol_section(rows) + [""]
+    paper_rows = [r for r in rows if not is_study(r["dataset"])]
+    if paper_rows:
+        lines += _protocol_section(paper_rows) + [""]
     lines += list(hardware_lines or [])
     lines += ["## Plots", ""]
     for ds, names in plot_names:

@@ -285,7 +285,7 @@ def final_figure(dataset: str, rows: list[dict], colors: dict, comparisons: list
         for seed, dx in zip(seeds, offsets):
             value = r["final_test_by_seed"][seed]
             if seed in failed:
-                low_points.append((xs[i] - 0.2 + dx, value, seed))
+                low_points.append((i, xs[i] - 0.2 + dx, value, seed))
                 have_failed = True
             else:
                 ax.plot([xs[i] - 0.2 + dx], [value], marker=".", color=color, alpha=0.55, markersize=5,
@@ -298,7 +298,8 @@ def final_figure(dataset: str, rows: list[dict], colors: dict, comparisons: list
             in_range.append(r["test_at_best_val_mean"])
             have_best = True
         if r["published_mean"] is not None:
-            ax.errorbar([xs[i] + 0.15], [r["published_mean"]], yerr=_clipped_bar(r["published_mean"], r["published_sd"]),
+            ax.errorbar([xs[i] + 0.15], [r["published_mean"]],
+                        yerr=_clipped_bar(r["published_mean"], r["published_sd"]),
                         fmt="s", color="black", markerfacecolor="white", markersize=6, capsize=4, linestyle="none")
             in_range.append(r["published_mean"])
             have_pub = True
@@ -308,12 +309,15 @@ def final_figure(dataset: str, rows: list[dict], colors: dict, comparisons: list
             have_jax = True
     _fit_y(ax, in_range)
     lo, hi = ax.get_ylim()
-    for x, value, seed in low_points:  # failed seeds: at their value, or on the lower edge with it written
+    below: dict[int, list[str]] = {}
+    for i, x, value, seed in low_points:  # failed seeds: at their value, or on the lower edge with it written
         shown = max(value, lo + 0.02 * (hi - lo))
         ax.plot([x], [shown], marker="x", color="tab:red", markersize=7, linestyle="none", zorder=4)
         if value < lo:
-            ax.annotate(f"seed {seed}: {value:.1f}% (below)", (x, shown), xytext=(5, 3), textcoords="offset points",
-                        fontsize="x-small", color="tab:red")
+            below.setdefault(i, []).append(f"seed {seed}: {value:.1f}% (below)")
+    for i, texts in below.items():  # one label per rung, a line per seed, so that they do not overlap
+        ax.annotate("\n".join(texts), (xs[i] - 0.2, lo + 0.02 * (hi - lo)), xytext=(8, 3), textcoords="offset points",
+                    fontsize="x-small", color="tab:red", va="bottom")
     marks = _resolved_marks(rows, comparisons)
     for i, texts in marks.items():
         ax.annotate("\n".join(texts), (xs[i] - 0.2, hi), xytext=(0, -4), textcoords="offset points", ha="center",

@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 from qcreep.errors import QcreepError
+from qcreep.report.rungs import study_name
 
 TUNING_FOLDER = "tuning"  # where qcreep run keeps tuning trials (qcreep.tuning.TUNING_DIR)
 
@@ -34,6 +35,9 @@ VALID_ANGLES = ("real", "complex")
 
 #: Key under which :func:`load_records` stores the file a record came from.
 PATH_KEY = "_path"
+
+#: Key under which a study's record keeps its data spec as stored (``dataset`` then holds the study's name).
+DATA_SPEC_KEY = "_data_spec"
 
 #: Per-epoch lists of accuracies (fractions in [0, 1]).
 ACCURACY_LISTS = ("train_accs", "test_accs", "val_accs")
@@ -277,6 +281,18 @@ def _read_record(path: Path) -> dict | None:
         return None
     check_record(data, path)
     data[PATH_KEY] = str(path)
+    name_study(data)
+    return data
+
+
+def name_study(data: dict) -> dict:
+    """Group ``data`` (a record or a hardware result) under its study: ``dataset`` becomes
+    :func:`~qcreep.report.rungs.study_name` (``"SmallCNN on digits"`` for the user's own model), the
+    data spec as stored is kept under ``"_data_spec"``. HybridNet on a built-in dataset is unchanged."""
+    study = study_name(data)
+    if study != data["dataset"]:
+        data[DATA_SPEC_KEY] = data["dataset"]
+        data["dataset"] = study
     return data
 
 

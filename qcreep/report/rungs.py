@@ -40,9 +40,49 @@ def dataset_rank(name: str) -> tuple:
         return (len(DATASET_ORDER), name)
 
 
+def is_study(name: str) -> bool:
+    """True for the name of a study of the user's own model or data (:func:`study_name`), not a dataset."""
+    return " on " in str(name)
+
+
+def study_name(rec: dict) -> str:
+    """The name a record's results are grouped, titled and plotted under.
+
+    For the paper's HybridNet on a built-in dataset, the dataset's name (``"mnist"``), so that the
+    published numbers apply. For anything else, ``"<model> on <data>"`` (``"SmallCNN on digits"``,
+    ``"mlp on breast-cancer"``, ``"hybridnet on scans"``), with the labels of
+    :func:`qcreep.modelspec.model_label` and :func:`qcreep.datasources.data_label`: the published
+    numbers are for HybridNet on its datasets, and are never compared with another network's, nor
+    with HybridNet on other data. Records written before model specs existed are HybridNet's.
+
+    Example:
+        >>> study_name({"dataset": "mnist"})
+        'mnist'
+        >>> study_name({"dataset": "/data/breast_cancer.csv", "model": "/src/tabular_mlp.py:mlp",
+        ...             "data": {"kind": "csv"}})
+        'mlp on breast-cancer'
+    """
+    dataset = rec["dataset"]
+    model = rec.get("model") or (rec.get("config") or {}).get("model") or "hybridnet"
+    data = rec.get("data") if isinstance(rec.get("data"), dict) else {}
+    if data.get("kind"):
+        builtin = data["kind"] == "builtin"
+    else:
+        builtin = "/" not in dataset and "." not in dataset and not is_study(dataset)
+    if model == "hybridnet" and builtin:
+        return dataset
+    from qcreep.datasources import data_label
+    from qcreep.modelspec import model_label
+
+    return f"{model_label(model)} on {data_label(dataset)}"
+
+
 @functools.lru_cache(maxsize=32)
 def _backbone(dataset: str):
-    """The dataset's HybridNet backbone, or None when the model code cannot be imported."""
+    """The dataset's HybridNet backbone; None for a study of another model or data (:func:`is_study`),
+    or when the model code cannot be imported."""
+    if is_study(dataset):
+        return None
     try:
         from qcreep.models import hybridnet
     except ImportError:
@@ -233,7 +273,8 @@ def num_classes(rec: dict) -> int | None:
     Taken from ``num_classes`` in the record or its config, else from the output of the last slot in
     the record's model summary, else from the dataset specs.
     """
-    for source in (rec, rec.get("config") or {}):
+    data = rec.get("data") if isinstance(rec.get("data"), dict) else {}
+    for source in (rec, rec.get("config") or {}, data):
         value = source.get("num_classes")
         if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
             return value

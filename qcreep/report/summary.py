@@ -82,9 +82,11 @@ def _uses_reuploading(level, assignment: dict | None) -> bool:
 
 
 def _has_readout_head(level, assignment: dict | None) -> bool:
-    """True when the rung's head takes the readout options: the re-uploading head or its twin."""
-    if assignment and isinstance(assignment.get("head"), str):
-        return assignment["head"] in READOUT_HEADS or "reupload" in assignment["head"]
+    """True when a layer of the rung takes the readout options: a re-uploading layer or its twin, in any
+    slot (the head of HybridNet, or any dense slot of the user's own model)."""
+    if assignment:
+        layers = [v for v in assignment.values() if isinstance(v, str)]
+        return any(v in READOUT_HEADS or "reupload" in v for v in layers)
     return level == 2
 
 
@@ -219,8 +221,10 @@ def _best_val_point(rec: dict, epochs: int) -> tuple[int, float] | None:
 
 def _settings_sort_key(settings: dict) -> tuple:
     """Candidates in grid order: numbers by value (1e-05 before 0.0001), other values as text after them."""
-    return tuple((key, (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, str(v)))
-                 for key, v in sorted(settings.items()))
+    def rank(v):
+        return (0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0.0, str(v))
+
+    return tuple((key, rank(v)) for key, v in sorted(settings.items()))
 
 
 def _tuning_summary(recs: list[dict]) -> dict | None:
