@@ -41,6 +41,7 @@ from qcreep.data import Split, validation_split
 from qcreep.datasources import info_for, is_builtin, load_for, standardize
 from qcreep.errors import CheckpointError, QcreepError
 from qcreep.files import check_not_in_use, results_lock
+from qcreep.layers import is_quantum_layer
 from qcreep.models import fill, loss_and_accuracy, summary
 from qcreep.records import (
     METRIC_KEYS,
@@ -130,7 +131,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 def physicality(model: torch.nn.Module, x_sample: torch.Tensor) -> dict:
     """Unitarity of every quantum layer's gates and the norms of its states on ``x_sample``."""
-    layers = {name: layer for name, layer in quantum_layers(model).items() if hasattr(layer, "physicality")}
+    layers = {name: layer for name, layer in quantum_layers(model).items() if is_quantum_layer(layer)}
     if not layers:
         return {}
     captured = {}

@@ -3,7 +3,8 @@
 A new ``register_layer`` call (classical, quantum or third-party, registered before collection)
 gets these tests for free: the right output shape and a real dtype, finite values, a gradient on
 every parameter, a state-dict round trip, determinism under ``torch.manual_seed``, float64, and
-(for quantum layers) real outputs in the published code's complex-angle mode.
+(for quantum layers) real outputs in the published code's complex-angle mode. The whole public
+contract, ``qcreep.testing.assert_valid_layer``, runs over the registry in ``test_layer_contract.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qcreep.layers import create_layer, get_layer_entry, layer_entries
+from qcreep.layers import QuantumLayer, create_layer, get_layer_entry, layer_entries
 from qcreep.slots import Conv3x3Slot, DenseSlot
 
 # A small slot of each kind and an input batch shape that fits it.
@@ -185,12 +186,9 @@ def test_quantum_complex_angles_give_real_output(entry):
 def test_quantum_real_angles_are_physical(entry):
     layer = _build(entry)
     assert not any(p.is_complex() for p in layer.parameters())
-    if hasattr(layer, "physicality"):
-        try:
-            report = layer.physicality(_input(entry))
-        except TypeError:
-            report = layer.physicality()
-        assert report["max_unitarity_error"] < 1e-4
-        if "min_state_norm" in report:
-            assert abs(report["min_state_norm"] - 1) < 1e-4
-            assert abs(report["max_state_norm"] - 1) < 1e-4
+    assert isinstance(layer, QuantumLayer)
+    report = layer.physicality(_input(entry))
+    assert report["max_unitarity_error"] < 1e-4
+    if "min_state_norm" in report:
+        assert abs(report["min_state_norm"] - 1) < 1e-4
+        assert abs(report["max_state_norm"] - 1) < 1e-4

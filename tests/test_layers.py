@@ -628,7 +628,7 @@ def test_third_party_registration_round_trip():
 def test_factory_with_var_kwargs_receives_everything():
     received = {}
 
-    @register_layer("test_kwargs_layer", slot_kind="conv3x3", quantum=True)
+    @register_layer("test_kwargs_layer", slot_kind="conv3x3", quantum=False)
     def make(slot, **options):
         received.update(options)
         return nn.Identity()
@@ -639,6 +639,19 @@ def test_factory_with_var_kwargs_receives_everything():
     finally:
         unregister_layer("test_kwargs_layer", "conv3x3")
     assert "test_kwargs_layer" not in list_layers("conv3x3")
+
+
+def test_a_quantum_registration_must_build_a_quantum_layer():
+    @register_layer("test_not_quantum", slot_kind="dense", quantum=True)
+    def make(slot):
+        return nn.Linear(slot.in_features, slot.out_features)
+
+    try:
+        with pytest.raises(QcreepError, match=r"layer 'test_not_quantum' is registered as quantum but its factory "
+                                              r"returned Linear, which is not a qcreep.layers.QuantumLayer"):
+            create_layer("test_not_quantum", DenseSlot(3, 2))
+    finally:
+        unregister_layer("test_not_quantum", "dense")
 
 
 # ============================================================================ more gradients

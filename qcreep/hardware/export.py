@@ -505,3 +505,55 @@ def layer_wires(layer) -> list[int]:
 def check_format(fmt: str) -> str:
     """An export format: ``qiskit``, ``pennylane`` or ``qasm3``."""
     return check_choice(fmt, "export format", ("qiskit", "pennylane", "qasm3"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Any quantum layer: its circuits for one input (qcreep.sim.program), translated gate by gate
+# ---------------------------------------------------------------------------------------------
+
+def program_to_qiskit(program, *, measure: bool = False):
+    """A :class:`qcreep.sim.program.Circuit` as a ``qiskit.QuantumCircuit`` of ``UnitaryGate`` blocks.
+
+    qcreep qubit ``k`` is Qiskit qubit ``n - 1 - k``, so a gate's matrix (its first listed qubit
+    most significant) goes onto the reversed Qiskit qubits unchanged, and ``Statevector(circuit).data``
+    equals ``program.statevector()`` entry by entry. ``circuit.metadata`` keeps the program's label,
+    metadata and qubit order; an observable is not part of a Qiskit circuit and stays with the program.
+    ``measure=True`` adds ``measure_all`` (for a program that measures probabilities).
+    """
+    qiskit = require("qiskit", "program_to_qiskit")
+    library = require("qiskit.circuit.library", "program_to_qiskit")
+    n = program.n_qubits
+    circuit = qiskit.QuantumCircuit(n, name=program.label or "qcreep")
+    for gate in program.gates:
+        qargs = [n - 1 - q for q in reversed(gate.qubits)]
+        circuit.append(library.UnitaryGate(gate.matrix.detach().to(torch.complex128).numpy(), label=gate.label),
+                       qargs)
+    circuit.metadata = {"layer": program.label, "qubit_order": QUBIT_ORDER, **program.metadata}
+    if measure:
+        if program.observable is not None:
+            raise QcreepError("this circuit measures an observable that is not diagonal in the computational basis; "
+                              "measure=True is for circuits that measure probabilities")
+        circuit.measure_all()
+    return circuit
+
+
+def program_to_pennylane(program):
+    """A :class:`qcreep.sim.program.Circuit` as a PennyLane QNode on ``default.qubit`` (wire ``k`` is
+    qubit ``k``): ``qml.QubitUnitary`` per gate, then ``qml.probs`` of all wires, or ``qml.expval`` of
+    the observable as a ``qml.Hermitian``. Call it with no arguments."""
+    qml = require("pennylane", "program_to_pennylane")
+    wires = list(range(program.n_qubits))
+    gates = [(g.matrix.detach().to(torch.complex128).numpy(), list(g.qubits)) for g in program.gates]
+    observable = None if program.observable is None else program.observable.detach().to(torch.complex128).numpy()
+
+    def circuit():
+        for matrix, on in gates:
+            qml.QubitUnitary(matrix, wires=on)
+        if observable is None:
+            return qml.probs(wires=wires)
+        return qml.expval(qml.Hermitian(observable, wires=wires))
+
+    qnode = qml.QNode(circuit, qml.device("default.qubit", wires=len(wires)))
+    qnode.qcreep_metadata = {"layer": program.label, "qubit_order": "PennyLane wire k is qcreep qubit k",
+                             **program.metadata}
+    return qnode

@@ -11,7 +11,8 @@ Registered names (slot kind: name):
   layers (:mod:`qcreep.layers.twins`).
 
 Each layer is registered next to its class, in its own module; importing this package imports
-them all.
+them all. Quantum layers subclass :class:`QuantumLayer` (:mod:`qcreep.layers.base`), the declared
+contract that :func:`qcreep.testing.assert_valid_layer` checks.
 
 Example:
     >>> from qcreep.layers import list_layers, twin_for
@@ -22,6 +23,7 @@ Example:
 """
 
 from qcreep.layers import classical  # noqa: F401  (registers conv2d and linear)
+from qcreep.layers.base import QuantumLayer, is_quantum_layer
 from qcreep.layers.quanv import FlippedQuanv, FlippedQuanv3x3, patch_qubits
 from qcreep.layers.registry import (
     LayerEntry,
@@ -46,6 +48,6 @@ from qcreep.layers.twins import Conv3x3Twin, ConvTwin, DenseTwin  # noqa: E402
 
 __all__ = [
     "Conv3x3Twin", "ConvTwin", "DataReUploadingLinear", "DenseTwin", "FlippedQuanv", "FlippedQuanv3x3", "LayerEntry",
-    "count_parameters", "create_layer", "get_layer_entry", "layer_entries", "list_layers", "min_qubits",
-    "patch_qubits", "register_layer", "twin_for", "twins", "unregister_layer",
+    "QuantumLayer", "count_parameters", "create_layer", "get_layer_entry", "layer_entries", "list_layers", "min_qubits",
+    "is_quantum_layer", "patch_qubits", "register_layer", "twin_for", "twins", "unregister_layer",
 ]

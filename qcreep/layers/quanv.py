@@ -11,13 +11,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from qcreep.checks import check_int
 from qcreep.errors import QcreepError
 from qcreep.layers._angles import check_angle_mode, check_path, make_parameter, real_bias, real_dtype_of
+from qcreep.layers.base import QuantumLayer
 from qcreep.layers.registry import register_layer
 from qcreep.sim import expval_symmetric, norm_squared, special_unitary, unitarity_error
+from qcreep.sim.paulis import pauli_sum
+from qcreep.sim.program import Circuit, Gate
 from qcreep.sim.solvers import check_solver, resolve_solver
 from qcreep.slots import as_pair
 
@@ -45,7 +47,7 @@ def _pair_of(value, what: str, minimum: int) -> tuple[int, int]:
     return pair
 
 
-class FlippedQuanv(nn.Module):
+class FlippedQuanv(QuantumLayer):
     r"""Flipped quanvolution with ``k_h x k_w`` patches (Wang et al., arXiv:2409.17583).
 
     In the "flipped" model the trainable part is the quantum state and the data is the observable.
@@ -95,6 +97,8 @@ class FlippedQuanv(nn.Module):
         >>> conv.kernel().shape
         torch.Size([4, 1, 5, 5])
     """
+
+    slot_kind = "conv"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=0, dilation=1, *,
                  angles: str = "real", path: str = "fast", solver: str = "auto", dtype=None, device=None):
@@ -167,6 +171,66 @@ class FlippedQuanv(nn.Module):
         return {"max_unitarity_error": float(unitarity_error(gates).max()),
                 "min_state_norm": float(norms.min()), "max_state_norm": float(norms.max())}
 
+    @classmethod
+    def qubits_for(cls, slot) -> int:
+        """``q = max(1, ceil(log2 k))`` for the slot's ``k x k`` kernel (2 for 3x3, 3 for 5x5)."""
+        return patch_qubits(slot.kernel_size)
+
+    def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``(B, L, C, k_h, k_w)`` input patches of ``(B, C, H, W)``, as the convolution sees them, and ``(H', W')``."""
+        batch, channels, height, width = x.shape
+        kh, kw = self.kernel_hw
+        h_out, w_out = self.output_hw(height, width)
+        patches = F.unfold(x, (kh, kw), dilation=self._dilation, padding=self._padding,
+                           stride=self._stride)  # (B, C*kh*kw, L)
+        return patches.reshape(batch, channels, kh, kw, h_out * w_out).permute(0, 4, 1, 2, 3), (h_out, w_out)
+
+    def circuits(self, x: torch.Tensor) -> list[Circuit]:
+        """One circuit per output channel ``o``, output position and input channel ``c`` (in that order):
+        ``SU(2^q)(theta_oc)`` on ``|0...0>``, measuring the symmetrised, zero-padded patch ``H_c``.
+
+        ``x`` is one image ``(C_in, H, W)`` (or ``(1, C_in, H, W)``). The gates are dense matrix
+        exponentials in complex128, a path separate from :meth:`gates`.
+        """
+        x = self._one_input(x)
+        side = 2**self.n_qubits
+        kh, kw = self.kernel_hw
+        patches, (h_out, w_out) = self._patches(x[None])
+        padded = F.pad(patches[0], (0, side - kw, 0, side - kh))
+        observables = (0.5 * (padded + padded.transpose(-1, -2))).to(torch.complex128)  # (L, C, 2^q, 2^q)
+        gates = torch.linalg.matrix_exp(1j * pauli_sum(self.theta.detach().to(torch.float64)))  # (O, C, ., .)
+        qubits = tuple(range(self.n_qubits))
+        out = []
+        for o in range(self.out_channels):
+            for pos in range(h_out * w_out):
+                for c in range(self.in_channels):
+                    out.append(Circuit(self.n_qubits, [Gate(f"SU(2^{self.n_qubits})[{o},{c}]", qubits, gates[o, c])],
+                                       observable=observables[pos, c], label=type(self).__name__,
+                                       metadata={"out_channel": o, "in_channel": c,
+                                                 "position": (pos // w_out, pos % w_out)}))
+        return out
+
+    def from_measurements(self, x: torch.Tensor, values: list) -> torch.Tensor:
+        """``(C_out, H', W')``: ``bias_o + (1 / C_in) sum_c <H_c>`` from the values of :meth:`circuits`."""
+        x = self._one_input(x)
+        h_out, w_out = self.output_hw(*x.shape[-2:])
+        v = torch.stack([torch.as_tensor(value, dtype=torch.float64) for value in values])
+        v = v.reshape(self.out_channels, h_out * w_out, self.in_channels).mean(-1)
+        out = v + real_bias(self.bias).detach().to(torch.float64)[:, None]
+        return out.reshape(self.out_channels, h_out, w_out)
+
+    def _one_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.angles == "complex":
+            raise QcreepError(f"{type(self).__name__} has complex angles (the published code's non-unitary mode): "
+                              "its gates are not unitary and no circuit implements them")
+        x = torch.as_tensor(x).detach()
+        if x.dim() == 4 and x.shape[0] == 1:
+            x = x[0]
+        if x.dim() != 3:
+            raise QcreepError(f"{type(self).__name__}.circuits takes one image ({self.in_channels}, H, W), "
+                              f"got {tuple(x.shape)}")
+        return self._check_input(x).to(torch.float64)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._check_input(x)
         if self.path == "reference":
@@ -185,13 +249,10 @@ class FlippedQuanv(nn.Module):
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)
-        batch, channels, height, width = x.shape
+        batch = x.shape[0]
         kh, kw = self.kernel_hw
         side = 2**self.n_qubits
-        h_out, w_out = self.output_hw(height, width)
-        patches = F.unfold(x, (kh, kw), dilation=self._dilation, padding=self._padding,
-                           stride=self._stride)  # (B, C*kh*kw, L)
-        patches = patches.reshape(batch, channels, kh, kw, h_out * w_out).permute(0, 4, 1, 2, 3)  # (B, L, C, kh, kw)
+        patches, (h_out, w_out) = self._patches(x)  # (B, L, C, kh, kw)
         padded = F.pad(patches, (0, side - kw, 0, side - kh))  # extra right columns and bottom rows
         observables = 0.5 * (padded + padded.transpose(-1, -2))
         psi = self.states()  # (O, C, 2^q)
@@ -245,7 +306,7 @@ class FlippedQuanv3x3(FlippedQuanv):
 
 @register_layer("flipped_quanv3x3", slot_kind="conv", quantum=True,
                 description="FlippedQuanv: an SU(2^q) state per channel pair, the k x k patch as observable",
-                qubits=lambda slot: patch_qubits(slot.kernel_size))
+                qubits=FlippedQuanv.qubits_for)
 def make_flipped_quanv(slot, *, angles="real", path="fast", solver="auto", dtype=None, device=None):
     cls = FlippedQuanv3x3 if as_pair(slot.kernel_size) == (3, 3) else FlippedQuanv
     if cls is FlippedQuanv3x3:

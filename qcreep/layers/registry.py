@@ -178,10 +178,19 @@ def create_layer(name: str, slot, **options) -> nn.Module:
     """Build the layer registered as ``name`` for ``slot``'s kind.
 
     Options the factory does not name are dropped, so one set of model-wide options can be given
-    to every slot.
+    to every slot. A layer registered as quantum must be a :class:`qcreep.layers.QuantumLayer`.
     """
     entry = get_layer_entry(name, slot.kind)
     accepted = entry.accepted_options()
     if accepted is not None:
         options = {k: v for k, v in options.items() if k in accepted}
-    return entry.factory(slot, **options)
+    layer = entry.factory(slot, **options)
+    if entry.quantum:
+        from qcreep.layers.base import QuantumLayer
+
+        if not isinstance(layer, QuantumLayer):
+            raise QcreepError(f"layer {name!r} is registered as quantum but its factory returned "
+                              f"{type(layer).__name__}, which is not a qcreep.layers.QuantumLayer; subclass it "
+                              "(forward_reference, physicality, circuits, qubits_for) and check it with "
+                              "qcreep.testing.assert_valid_layer")
+    return layer

@@ -11,6 +11,7 @@ from torch import nn
 from qcreep.checks import check_int, is_int
 from qcreep.errors import QcreepError
 from qcreep.layers._angles import check_angle_mode, check_path, make_parameter, real_bias, real_dtype_of
+from qcreep.layers.base import QuantumLayer
 from qcreep.layers.registry import register_layer
 from qcreep.sim import (
     apply_matrix,
@@ -25,6 +26,7 @@ from qcreep.sim import (
 )
 from qcreep.sim.circuits import Prefetch, reupload_features, reupload_features_su
 from qcreep.sim.paulis import MAX_QUBITS, pauli_sum
+from qcreep.sim.program import Circuit, Gate, hadamard
 from qcreep.sim.solvers import check_solver, resolve_solver
 
 OUTPUT_SCALES = ("none", "learned")
@@ -50,7 +52,7 @@ def min_qubits(in_features: int, out_features: int) -> int:
     return n
 
 
-class DataReUploadingLinear(nn.Module):
+class DataReUploadingLinear(QuantumLayer):
     r"""Data re-uploading circuit with Hamiltonian embedding (Wang et al., arXiv:2409.17583).
 
     The input ``x`` (``F = in_features`` values) is zero-padded to ``4**n``, reshaped row-major to a
@@ -120,6 +122,8 @@ class DataReUploadingLinear(nn.Module):
         >>> gpu_style.resolved_solver()
         'expm'
     """
+
+    slot_kind = "dense"
 
     def __init__(self, in_features: int, out_features: int, n_qubits: int | None = None,
                  n_reps: int = 10, *, angles: str = "real", output_scale: str = "learned", bias_init: str = "zero",
@@ -218,6 +222,41 @@ class DataReUploadingLinear(nn.Module):
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         return self.readout(probabilities(self.final_states(x, path="reference")))
 
+    @classmethod
+    def qubits_for(cls, slot) -> int:
+        """The fewest ``n`` with ``4**n >= in_features`` and ``2**n >= out_features``."""
+        return min_qubits(slot.in_features, slot.out_features)
+
+    def circuits(self, x: torch.Tensor) -> list[Circuit]:
+        """The one circuit for input ``x`` (``(in_features,)`` or ``(1, in_features)``): a Hadamard on
+        every qubit (``|+>^n``), then ``n_reps`` times ``exp(i H / R)`` and ``SU(theta_r)`` on all qubits,
+        measuring the basis probabilities. Dense matrix exponentials in complex128, a path separate from
+        the fast kernels."""
+        if self.angles == "complex":
+            raise QcreepError("DataReUploadingLinear has complex angles (the published code's non-unitary mode): "
+                              "its gates are not unitary and no circuit implements them")
+        x = torch.as_tensor(x).detach()
+        if x.dim() == 2 and x.shape[0] == 1:
+            x = x[0]
+        if x.is_complex() or x.dim() != 1 or x.shape[0] != self.in_features:
+            raise QcreepError(f"DataReUploadingLinear.circuits takes one real input of {self.in_features} features, "
+                              f"got {tuple(x.shape)} {x.dtype}")
+        n, qubits = self.n_qubits, tuple(range(self.n_qubits))
+        h = symmetric_embedding_matrix(x.to(torch.float64)[None], n)[0].to(torch.complex128)
+        data = torch.linalg.matrix_exp(1j * h / self.n_reps)
+        gates = [Gate("H", (q,), hadamard()) for q in qubits]
+        for r in range(self.n_reps):
+            su = torch.linalg.matrix_exp(1j * pauli_sum(self.theta[r].detach().to(torch.float64)))
+            gates += [Gate("exp(iH/R)", qubits, data), Gate(f"SU(2^n)[{r + 1}]", qubits, su)]
+        return [Circuit(n, gates, label="DataReUploadingLinear")]
+
+    def from_measurements(self, x: torch.Tensor, values: list) -> torch.Tensor:
+        """``(out_features,)``: the readout of the measured probabilities of the one circuit."""
+        probs = torch.as_tensor(values[0], dtype=torch.float64)
+        with torch.no_grad():
+            scale = 1.0 if self.log_scale is None else self.log_scale.detach().double().exp()
+            return scale * probs[: self.out_features] + real_bias(self.bias).detach().double()
+
     @torch.no_grad()
     def physicality(self, x: torch.Tensor | None = None) -> dict:
         """How far the trainable gates are from unitary, and (given inputs) the final state norms."""
@@ -244,7 +283,7 @@ class DataReUploadingLinear(nn.Module):
 
 @register_layer("data_reuploading", slot_kind="dense", quantum=True,
                 description="DataReUploadingLinear: Hamiltonian embedding re-uploaded between SU(2^n) gates",
-                qubits=lambda slot: min_qubits(slot.in_features, slot.out_features))
+                qubits=DataReUploadingLinear.qubits_for)
 def make_data_reuploading(slot, *, n_qubits=None, n_reps=10, angles="real", output_scale="none",
                           bias_init="normal", path="fast", solver="auto", dtype=None, device=None):
     """``DataReUploadingLinear`` for a dense slot; the readout defaults to the published one (no scale,
