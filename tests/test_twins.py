@@ -491,7 +491,7 @@ def test_registering_twins():
             with pytest.raises(QcreepError, match=r"quantum layer 'test_q' already has a classical twin for slot "
                                                   r"kind 'dense' \('test_q_twin'\)"):
                 register_layer("test_q_twin2", "dense", quantum=False, twin_of="test_q")(make_q)
-            with pytest.raises(QcreepError, match=r"with a twin: data_reuploading, test_q"):
+            with pytest.raises(QcreepError, match=r"with a twin: data_reuploading, dressed_circuit, test_q"):
                 twin_for("linear", "dense")
         finally:
             unregister_layer("test_q_twin", "dense")

@@ -76,13 +76,13 @@ import torch.nn.functional as F
 
 from qcreep.checks import check_choice, check_int
 from qcreep.errors import QcreepError
-from qcreep.layers import DataReUploadingLinear, FlippedQuanv, FlippedQuanv3x3
+from qcreep.layers import DataReUploadingLinear, FlippedQuanv, FlippedQuanv3x3, QuantumLayer
 from qcreep.sim import hamiltonian_embedding, pauli_matrices, pauli_words
 
 INSTALL_HINT = 'pip install "qcreep[hardware]"'
 DEFAULT_BASIS = ("cx", "rz", "sx", "x")
 QUBIT_ORDER = "qcreep qubit k is Qiskit qubit n-1-k (Qiskit qubit 0 is the least significant bit)"
-EXPORTABLE = "DataReUploadingLinear, FlippedQuanv3x3"
+EXPORTABLE = "DataReUploadingLinear, FlippedQuanv3x3, or any qcreep.layers.QuantumLayer"
 
 
 def require(module: str, what: str):
@@ -103,9 +103,11 @@ def _check_layer(layer) -> str:
         raise QcreepError(f"circuits, shots and noise are implemented for the paper's 3x3 flipped quanvolution "
                           f"(2 qubits, no dilation); this layer has kernel {layer.kernel_hw[0]}x{layer.kernel_hw[1]}"
                           f" and dilation {layer.dilation}")
+    elif isinstance(layer, QuantumLayer):
+        return "program"  # any other quantum layer: its circuits for one input (QuantumLayer.circuits)
     else:
         raise QcreepError(f"only quantum layers can be exported ({EXPORTABLE}), got {type(layer).__name__}")
-    if layer.angles == "complex":
+    if getattr(layer, "angles", "real") == "complex":
         raise QcreepError(f"{type(layer).__name__} has complex angles (the published code's non-unitary mode): "
                           "its gates are not unitary and no circuit implements them; only layers with "
                           "angles='real' can be exported")
@@ -277,7 +279,10 @@ def to_qiskit(layer, x, *, out_channel: int = 0, in_channel: int = 0, position=(
 
     Args:
         layer: a :class:`~qcreep.layers.DataReUploadingLinear` or
-            :class:`~qcreep.layers.FlippedQuanv3x3` with real angles.
+            :class:`~qcreep.layers.FlippedQuanv3x3` with real angles, or any other
+            :class:`~qcreep.layers.QuantumLayer` (the dressed circuit, a layer of your own): then the
+            first of its circuits for ``x`` (:meth:`QuantumLayer.circuits`, :func:`program_to_qiskit`;
+            ``metadata["circuits_for_this_input"]`` says how many there are).
         x: one input: ``(in_features,)`` for the head, one image ``(C_in, H, W)`` for the quanvolution
             (a leading batch dimension of 1 is accepted).
         out_channel, in_channel, position: the quanvolution's channel pair ``(o, c)`` and output
@@ -296,6 +301,11 @@ def to_qiskit(layer, x, *, out_channel: int = 0, in_channel: int = 0, position=(
     kind = _check_layer(layer)
     qiskit = require("qiskit", "to_qiskit")
     library = require("qiskit.circuit.library", "to_qiskit")
+    if kind == "program":
+        programs = layer.circuits(x)
+        circuit = program_to_qiskit(programs[0], measure=measure)
+        circuit.metadata["circuits_for_this_input"] = len(programs)
+        return circuit
     if kind == "data_reuploading":
         data, gates = head_unitaries(layer, x)
         n = layer.n_qubits
@@ -462,6 +472,8 @@ def to_pennylane(layer, x, *, out_channel: int = 0, in_channel: int = 0, positio
     """
     kind = _check_layer(layer)
     qml = require("pennylane", "to_pennylane")
+    if kind == "program":
+        return program_to_pennylane(layer.circuits(x)[0])
     if kind == "data_reuploading":
         data, gates = head_unitaries(layer, x)
         wires = list(range(layer.n_qubits))
@@ -499,7 +511,7 @@ def to_pennylane(layer, x, *, out_channel: int = 0, in_channel: int = 0, positio
 def layer_wires(layer) -> list[int]:
     """The wires (qcreep's qubits) of a layer's circuit: ``n_qubits`` for the head, 2 for the quanvolution."""
     kind = _check_layer(layer)
-    return list(range(layer.n_qubits if kind == "data_reuploading" else 2))
+    return list(range(layer.n_qubits if kind in ("data_reuploading", "program") else 2))
 
 
 def check_format(fmt: str) -> str:
@@ -530,9 +542,10 @@ def program_to_qiskit(program, *, measure: bool = False):
                        qargs)
     circuit.metadata = {"layer": program.label, "qubit_order": QUBIT_ORDER, **program.metadata}
     if measure:
-        if program.observable is not None:
+        obs = program.observable
+        if obs is not None and bool((obs - torch.diag(torch.diagonal(obs))).abs().max() > 0):
             raise QcreepError("this circuit measures an observable that is not diagonal in the computational basis; "
-                              "measure=True is for circuits that measure probabilities")
+                              "measure=True is for circuits read from basis-state counts")
         circuit.measure_all()
     return circuit
 
