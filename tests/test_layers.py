@@ -577,8 +577,8 @@ def test_duplicate_registration_is_an_error():
 
 
 def test_unknown_layer_lists_valid_names():
-    with pytest.raises(QcreepError, match=r"unknown layer 'nope' for slot kind 'dense'; "
-                                          r"valid: data_reuploading, dense_twin, dressed_circuit, dressed_twin, linear"):
+    with pytest.raises(QcreepError, match=r"unknown layer 'nope' for slot kind 'dense'; valid: "
+                                          r"data_reuploading, dense_twin, dressed_circuit, dressed_twin, linear"):
         create_layer("nope", DenseSlot(4, 2))
     with pytest.raises(QcreepError, match=r"valid: conv2d, conv3x3_twin, flipped_quanv3x3"):
         create_layer("linear", Conv3x3Slot(1, 1))
@@ -605,7 +605,8 @@ def test_third_party_registration_round_trip():
         return layer
 
     try:
-        assert list_layers("dense") == ["data_reuploading", "dense_twin", "dressed_circuit", "dressed_twin", "linear", "test_scaled_identity"]
+        assert list_layers("dense") == ["data_reuploading", "dense_twin", "dressed_circuit", "dressed_twin", "linear",
+                                        "test_scaled_identity"]
         assert "dense:test_scaled_identity" in list_layers()
         slot = DenseSlot(3, 2)
         layer = create_layer("test_scaled_identity", slot, scale=2.0, angles="complex", n_reps=3)
