@@ -536,9 +536,13 @@ def test_errors_are_value_errors():
 
 # ============================================================================ registry
 
+DENSE_LAYERS = ["amplitude_circuit", "amplitude_twin", "data_reuploading", "dense_twin", "dressed_circuit",
+                "dressed_twin", "linear"]
+
+
 def test_list_layers_per_kind():
     assert list_layers("conv3x3") == ["conv2d", "conv3x3_twin", "flipped_quanv3x3"]
-    assert list_layers("dense") == ["data_reuploading", "dense_twin", "dressed_circuit", "dressed_twin", "linear"]
+    assert list_layers("dense") == DENSE_LAYERS
     everything = list_layers()
     for name in ("conv:conv2d", "conv:flipped_quanv3x3", "dense:data_reuploading", "dense:linear",
                  "conv:conv3x3_twin", "dense:dense_twin"):
@@ -573,12 +577,13 @@ def test_create_registered_layers_from_slots():
 def test_duplicate_registration_is_an_error():
     with pytest.raises(QcreepError, match=r"layer 'linear' is already registered for slot kind 'dense'"):
         register_layer("linear", "dense", quantum=False)(lambda slot: nn.Identity())
-    assert list_layers("dense") == ["data_reuploading", "dense_twin", "dressed_circuit", "dressed_twin", "linear"]
+    assert list_layers("dense") == DENSE_LAYERS
 
 
 def test_unknown_layer_lists_valid_names():
     with pytest.raises(QcreepError, match=r"unknown layer 'nope' for slot kind 'dense'; valid: "
-                                          r"data_reuploading, dense_twin, dressed_circuit, dressed_twin, linear"):
+                                          r"amplitude_circuit, amplitude_twin, data_reuploading, dense_twin, "
+                                          r"dressed_circuit, dressed_twin, linear"):
         create_layer("nope", DenseSlot(4, 2))
     with pytest.raises(QcreepError, match=r"valid: conv2d, conv3x3_twin, flipped_quanv3x3"):
         create_layer("linear", Conv3x3Slot(1, 1))
@@ -605,8 +610,7 @@ def test_third_party_registration_round_trip():
         return layer
 
     try:
-        assert list_layers("dense") == ["data_reuploading", "dense_twin", "dressed_circuit", "dressed_twin", "linear",
-                                        "test_scaled_identity"]
+        assert list_layers("dense") == [*DENSE_LAYERS, "test_scaled_identity"]
         assert "dense:test_scaled_identity" in list_layers()
         slot = DenseSlot(3, 2)
         layer = create_layer("test_scaled_identity", slot, scale=2.0, angles="complex", n_reps=3)
@@ -620,7 +624,7 @@ def test_third_party_registration_round_trip():
             unregister_layer("test_scaled_identity", "conv3x3")
     finally:
         unregister_layer("test_scaled_identity", "dense")
-    assert list_layers("dense") == ["data_reuploading", "dense_twin", "dressed_circuit", "dressed_twin", "linear"]
+    assert list_layers("dense") == DENSE_LAYERS
     assert list_layers("conv3x3") == ["conv2d", "conv3x3_twin", "flipped_quanv3x3"]
     with pytest.raises(QcreepError, match=r"unknown layer 'test_scaled_identity'"):
         create_layer("test_scaled_identity", DenseSlot(3, 2))

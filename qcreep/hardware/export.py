@@ -46,7 +46,8 @@ qubit k to Qiskit qubit n - 1 - k**. Then
 
 PennyLane's wire 0 is the most significant bit, as in qcreep: wire ``k`` is qcreep's qubit ``k``.
 
-**OpenQASM 3** has no gate for an arbitrary matrix, so :func:`to_qasm3` transpiles the circuit to
+**OpenQASM 3** has no gate for an arbitrary matrix (nor for preparing an arbitrary state, as the
+amplitude-embedded circuit starts with), so :func:`to_qasm3` transpiles the circuit to
 a stated basis (default ``cx, rz, sx, x``, with a fixed ``seed_transpiler``) before writing it. The
 transpiled circuit equals the exported one up to a global phase, which no probability or
 expectation value sees.
@@ -530,12 +531,19 @@ def program_to_qiskit(program, *, measure: bool = False):
     most significant) goes onto the reversed Qiskit qubits unchanged, and ``Statevector(circuit).data``
     equals ``program.statevector()`` entry by entry. ``circuit.metadata`` keeps the program's label,
     metadata and qubit order; an observable is not part of a Qiskit circuit and stays with the program.
+    A program with an ``initial`` state starts with a ``StatePreparation`` of it on Qiskit qubits
+    ``0 .. n-1``: with the reversed qubits its amplitudes are in qcreep's order already, so they go in
+    unchanged (:func:`to_qasm3` decomposes it, like the unitary gates, when transpiling).
     ``measure=True`` adds ``measure_all`` (for a program that measures probabilities).
     """
     qiskit = require("qiskit", "program_to_qiskit")
     library = require("qiskit.circuit.library", "program_to_qiskit")
     n = program.n_qubits
     circuit = qiskit.QuantumCircuit(n, name=program.label or "qcreep")
+    if program.initial is not None:
+        # on Qiskit qubits 0..n-1 (little-endian) the index of a basis state is qcreep's index (qcreep
+        # qubit k is Qiskit qubit n-1-k), so the amplitudes go in unchanged
+        circuit.append(library.StatePreparation(_initial_state(program), label="initial state"), range(n))
     for gate in program.gates:
         qargs = [n - 1 - q for q in reversed(gate.qubits)]
         circuit.append(library.UnitaryGate(gate.matrix.detach().to(torch.complex128).numpy(), label=gate.label),
@@ -550,16 +558,27 @@ def program_to_qiskit(program, *, measure: bool = False):
     return circuit
 
 
+def _initial_state(program):
+    """The program's initial state as a numpy complex128 vector, renormalised to norm 1 in double precision
+    (:class:`qcreep.sim.program.Circuit` has checked it to 1e-9; the toolkits check more tightly)."""
+    state = program.initial.detach().to(torch.complex128)
+    return (state / torch.linalg.vector_norm(state)).numpy()
+
+
 def program_to_pennylane(program):
     """A :class:`qcreep.sim.program.Circuit` as a PennyLane QNode on ``default.qubit`` (wire ``k`` is
-    qubit ``k``): ``qml.QubitUnitary`` per gate, then ``qml.probs`` of all wires, or ``qml.expval`` of
-    the observable as a ``qml.Hermitian``. Call it with no arguments."""
+    qubit ``k``): ``qml.StatePrep`` of the ``initial`` state if the program has one, ``qml.QubitUnitary``
+    per gate, then ``qml.probs`` of all wires, or ``qml.expval`` of the observable as a
+    ``qml.Hermitian``. Call it with no arguments."""
     qml = require("pennylane", "program_to_pennylane")
     wires = list(range(program.n_qubits))
     gates = [(g.matrix.detach().to(torch.complex128).numpy(), list(g.qubits)) for g in program.gates]
     observable = None if program.observable is None else program.observable.detach().to(torch.complex128).numpy()
+    initial = None if program.initial is None else _initial_state(program)
 
     def circuit():
+        if initial is not None:
+            qml.StatePrep(initial, wires=wires)  # wire 0 most significant, as qcreep's qubit 0
         for matrix, on in gates:
             qml.QubitUnitary(matrix, wires=on)
         if observable is None:

@@ -9,6 +9,9 @@ Registered names (slot kind: name):
 - ``dense: data_reuploading`` -- :class:`DataReUploadingLinear`, the re-uploading circuit;
 - ``dense: dressed_circuit`` -- :class:`DressedCircuit`, Mari et al.'s dressed quantum circuit, and
   ``dense: dressed_twin``, its classical twin (:mod:`qcreep.layers.dressed`);
+- ``dense: amplitude_circuit`` -- :class:`AmplitudeCircuit`, amplitude embedding and strongly
+  entangling layers (the circuit-centric classifier), and ``dense: amplitude_twin``, its classical
+  twin (:mod:`qcreep.layers.amplitude`);
 - ``conv: conv3x3_twin`` and ``dense: dense_twin`` -- the classical twins of the paper's two quantum
   layers (:mod:`qcreep.layers.twins`).
 
@@ -19,12 +22,14 @@ contract that :func:`qcreep.testing.assert_valid_layer` checks.
 Example:
     >>> from qcreep.layers import list_layers, twin_for
     >>> list_layers("dense")
-    ['data_reuploading', 'dense_twin', 'dressed_circuit', 'dressed_twin', 'linear']
+    ['amplitude_circuit', 'amplitude_twin', 'data_reuploading', 'dense_twin', 'dressed_circuit', 'dressed_twin',
+     'linear']
     >>> twin_for("flipped_quanv3x3", "conv")
     'conv3x3_twin'
 """
 
 from qcreep.layers import classical  # noqa: F401  (registers conv2d and linear)
+from qcreep.layers.amplitude import AmplitudeCircuit, AmplitudeTwin  # registers amplitude_circuit and amplitude_twin
 from qcreep.layers.base import QuantumLayer, is_quantum_layer
 from qcreep.layers.dressed import DressedCircuit, DressedTwin  # registers dressed_circuit and dressed_twin
 from qcreep.layers.quanv import FlippedQuanv, FlippedQuanv3x3, patch_qubits
@@ -50,8 +55,8 @@ from qcreep.layers.registry import twin_for  # noqa: E402
 from qcreep.layers.twins import Conv3x3Twin, ConvTwin, DenseTwin  # noqa: E402
 
 __all__ = [
-    "Conv3x3Twin", "ConvTwin", "DataReUploadingLinear", "DenseTwin", "DressedCircuit", "DressedTwin",
-    "FlippedQuanv", "FlippedQuanv3x3", "LayerEntry", "QuantumLayer", "count_parameters", "create_layer",
-    "get_layer_entry", "is_quantum_layer", "layer_entries", "list_layers", "min_qubits", "patch_qubits",
-    "register_layer", "twin_for", "twins", "unregister_layer",
+    "AmplitudeCircuit", "AmplitudeTwin", "Conv3x3Twin", "ConvTwin", "DataReUploadingLinear", "DenseTwin",
+    "DressedCircuit", "DressedTwin", "FlippedQuanv", "FlippedQuanv3x3", "LayerEntry", "QuantumLayer",
+    "count_parameters", "create_layer", "get_layer_entry", "is_quantum_layer", "layer_entries", "list_layers",
+    "min_qubits", "patch_qubits", "register_layer", "twin_for", "twins", "unregister_layer",
 ]

@@ -16,6 +16,16 @@ output as the classical layer it replaces, computed from a simulated circuit. Su
 - ``qubits_for(slot)`` (a classmethod): the qubits needed to fill ``slot``; the base's
   :meth:`QuantumLayer.fits` then says whether a slot can be filled at all, and why not.
 
+Optional, for the diagnostics (:mod:`qcreep.diagnostics`, ``qcreep diagnose``):
+
+- ``circuit_parameters``: the names of the parameters that enter the gates (the trainable ansatz;
+  readout scales, biases and classical maps around the circuit are left out). None means all;
+- ``ansatz(x)``: ``(n_params, state_fn)``, the state of the layer's first circuit for input ``x``
+  as a batched function of the circuit parameters. The base builds it from :meth:`circuits`
+  (one circuit per parameter vector, slow but independent); a layer may give a faster one;
+- ``scan_slot(n_qubits)`` (a classmethod): ``(slot, options)`` that the layer fills with
+  ``n_qubits`` qubits, for scans over the register size; None where the size cannot be chosen.
+
 The base gives ``parameter_shapes()`` and ``num_parameters`` from the module's parameters, and
 ``n_qubits`` as an attribute each layer sets. Quantum layers are recognised by
 ``isinstance(layer, QuantumLayer)`` (:func:`is_quantum_layer`), never by the attributes they happen
@@ -33,6 +43,10 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import math
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -46,6 +60,8 @@ class QuantumLayer(nn.Module):
     slot_kind: str = ""
     #: The register size of the layer's circuit; each instance sets it.
     n_qubits: int
+    #: Names of the parameters that enter the circuit's gates; None: every parameter.
+    circuit_parameters: tuple[str, ...] | None = None
 
     # -- what each layer provides ---------------------------------------------------------------
 
@@ -70,7 +86,43 @@ class QuantumLayer(nn.Module):
         """The qubits this layer needs to fill ``slot``."""
         raise NotImplementedError(f"{cls.__name__} does not define qubits_for")
 
+    @classmethod
+    def scan_slot(cls, n_qubits: int):
+        """``(slot, options)`` that this layer fills with ``n_qubits`` qubits, or None (size not choosable)."""
+        return None
+
     # -- given by the base ----------------------------------------------------------------------
+
+    def ansatz(self, x: torch.Tensor) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+        """``(n_params, state_fn)``: the final state of ``circuits(x)[0]`` as a function of the circuit parameters.
+
+        ``state_fn`` maps ``(B, n_params)`` real parameter vectors (the entries of
+        :attr:`circuit_parameters`, flattened in order) to ``(B, 2**n)`` complex128 states, each
+        simulated on its own by :meth:`qcreep.sim.program.Circuit.statevector` from a float64 copy
+        of the layer; the layer itself is not changed.
+        """
+        work = copy.deepcopy(self).to(device="cpu", dtype=torch.float64)
+        params = dict(work.named_parameters())
+        names = list(self.circuit_parameters) if self.circuit_parameters is not None else list(params)
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise NotImplementedError(f"{type(self).__name__}.circuit_parameters names {missing}, which are not "
+                                      "parameters of the layer")
+        shapes = [params[n].shape for n in names]
+        sizes = [math.prod(s) for s in shapes]
+        x = x.detach().to(device="cpu", dtype=torch.float64)
+
+        def state_fn(values: torch.Tensor) -> torch.Tensor:
+            states = []
+            with torch.no_grad():
+                for row in values.to(torch.float64):
+                    for name, shape, part in zip(names, shapes, row.split(sizes)):
+                        params[name].copy_(part.view(shape))
+                    states.append(work.circuits(x)[0].statevector())
+            return torch.stack(states)
+
+        return sum(sizes), state_fn
+
 
     @classmethod
     def fits(cls, slot, max_qubits: int | None = None) -> str | None:

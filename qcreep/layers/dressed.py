@@ -116,6 +116,7 @@ class DressedCircuit(QuantumLayer):
     """
 
     slot_kind = "dense"
+    circuit_parameters = ("weights",)
 
     def __init__(self, in_features: int, out_features: int, *, width: int = DEFAULT_WIDTH, depth: int = DEFAULT_DEPTH,
                  dtype=None, device=None):
@@ -135,6 +136,13 @@ class DressedCircuit(QuantumLayer):
     def qubits_for(cls, slot) -> int:
         """The register size does not depend on the slot: the default width, 4."""
         return DEFAULT_WIDTH
+
+    @classmethod
+    def scan_slot(cls, n_qubits: int):
+        """An 8 -> 2 slot at width ``n_qubits``: the register size is the ``width`` option."""
+        from qcreep.slots import DenseSlot
+
+        return DenseSlot(8, 2), {"width": n_qubits}
 
     @classmethod
     def fits(cls, slot, max_qubits: int | None = None) -> str | None:

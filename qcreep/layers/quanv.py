@@ -99,6 +99,7 @@ class FlippedQuanv(QuantumLayer):
     """
 
     slot_kind = "conv"
+    circuit_parameters = ("theta",)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1, padding=0, dilation=1, *,
                  angles: str = "real", path: str = "fast", solver: str = "auto", dtype=None, device=None):
@@ -175,6 +176,23 @@ class FlippedQuanv(QuantumLayer):
     def qubits_for(cls, slot) -> int:
         """``q = max(1, ceil(log2 k))`` for the slot's ``k x k`` kernel (2 for 3x3, 3 for 5x5)."""
         return patch_qubits(slot.kernel_size)
+
+    @classmethod
+    def scan_slot(cls, n_qubits: int):
+        """A one-channel slot whose kernel takes ``n_qubits``: side ``2**(n-1) + 1`` (3, 5, 9, 17, ...)."""
+        from qcreep.slots import ConvSlot
+
+        return ConvSlot(1, 1, 2 ** (n_qubits - 1) + 1 if n_qubits > 1 else 1), {}
+
+    def ansatz(self, x: torch.Tensor):
+        """``(4**q - 1, state_fn)``: the state ``SU(2^q)(theta) |0...0>`` of one kernel (any channel pair;
+        the input enters only through the measured observable). Batched matrix exponentials."""
+        q = self.n_qubits
+
+        def state_fn(values: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.matrix_exp(1j * pauli_sum(values.to(torch.float64)))[..., :, 0]
+
+        return 4**q - 1, state_fn
 
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """``(B, L, C, k_h, k_w)`` input patches of ``(B, C, H, W)``, as the convolution sees them, and ``(H', W')``."""

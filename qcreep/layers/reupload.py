@@ -124,6 +124,7 @@ class DataReUploadingLinear(QuantumLayer):
     """
 
     slot_kind = "dense"
+    circuit_parameters = ("theta",)
 
     def __init__(self, in_features: int, out_features: int, n_qubits: int | None = None,
                  n_reps: int = 10, *, angles: str = "real", output_scale: str = "learned", bias_init: str = "zero",
@@ -226,6 +227,13 @@ class DataReUploadingLinear(QuantumLayer):
     def qubits_for(cls, slot) -> int:
         """The fewest ``n`` with ``4**n >= in_features`` and ``2**n >= out_features``."""
         return min_qubits(slot.in_features, slot.out_features)
+
+    @classmethod
+    def scan_slot(cls, n_qubits: int):
+        """A two-class slot with ``4**(n-1) + 1`` features, the fewest that need ``n_qubits``."""
+        from qcreep.slots import DenseSlot
+
+        return DenseSlot(4 ** (n_qubits - 1) + 1, 2), {}
 
     def circuits(self, x: torch.Tensor) -> list[Circuit]:
         """The one circuit for input ``x`` (``(in_features,)`` or ``(1, in_features)``): a Hadamard on

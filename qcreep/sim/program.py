@@ -1,7 +1,8 @@
 """A quantum layer's circuit for one input, as a plain list of gates: what export, resources and checks read.
 
 Every quantum layer (:class:`qcreep.layers.base.QuantumLayer`) describes the circuits behind its
-output for one input as :class:`Circuit` objects: ``n`` qubits starting in ``|0...0>``, a list of
+output for one input as :class:`Circuit` objects: ``n`` qubits starting in ``|0...0>`` (or in a
+given normalised initial state, such as an amplitude-embedded input), a list of
 :class:`Gate` (a label, the qubits it acts on, its unitary matrix) and what is measured: the
 computational-basis probabilities, or the expectation of a Hermitian observable. The layer then
 says how its output follows from the measured values (:meth:`QuantumLayer.from_measurements`).
@@ -53,11 +54,14 @@ class Gate:
 
 @dataclass
 class Circuit:
-    """``n_qubits`` qubits from ``|0...0>``, the ``gates`` in order, then a measurement.
+    """``n_qubits`` qubits from ``|0...0>`` (or from ``initial``), the ``gates`` in order, then a measurement.
 
     ``observable`` is a ``(2**n, 2**n)`` Hermitian matrix whose expectation is measured, or None
     for the computational-basis probabilities. ``metadata`` carries what a reader needs (which
-    channel pair and output position a quanvolution circuit is, for example).
+    channel pair and output position a quanvolution circuit is, for example). ``initial`` (give it
+    by keyword) is a ``(2**n,)`` complex state of norm 1 that the circuit starts from instead of
+    ``|0...0>``, in the same basis order (qubit 0 most significant); the exporters prepare it with
+    a state-preparation instruction before the gates.
     """
 
     n_qubits: int
@@ -65,6 +69,7 @@ class Circuit:
     observable: torch.Tensor | None = None
     label: str = ""
     metadata: dict = field(default_factory=dict)
+    initial: torch.Tensor | None = None
 
     def __post_init__(self):
         for gate in self.gates:
@@ -74,12 +79,30 @@ class Circuit:
         if self.observable is not None and tuple(self.observable.shape) != (2**self.n_qubits,) * 2:
             raise QcreepError(f"the observable of a {self.n_qubits}-qubit circuit is "
                               f"{2**self.n_qubits}x{2**self.n_qubits}, got {tuple(self.observable.shape)}")
+        if self.initial is not None:
+            self._check_initial()
+
+    def _check_initial(self):
+        dim = 2**self.n_qubits
+        initial = torch.as_tensor(self.initial)
+        if tuple(initial.shape) != (dim,):
+            raise QcreepError(f"the initial state of a {self.n_qubits}-qubit circuit is a vector of {dim} amplitudes, "
+                              f"got shape {tuple(initial.shape)}")
+        initial = initial.detach().to(torch.complex128)
+        norm = float(torch.linalg.vector_norm(initial))
+        if not abs(norm - 1.0) <= 1e-9:
+            raise QcreepError(f"the initial state of circuit {self.label!r} has norm {norm!r}; it must be 1 "
+                              "within 1e-9 (normalise it)")
+        self.initial = initial
 
     def statevector(self) -> torch.Tensor:
         """The final state, ``(2**n,)`` complex128, by the plain reference simulation."""
         n = self.n_qubits
-        psi = torch.zeros((2,) * n, dtype=torch.complex128)
-        psi[(0,) * n] = 1.0
+        if self.initial is None:
+            psi = torch.zeros((2,) * n, dtype=torch.complex128)
+            psi[(0,) * n] = 1.0
+        else:
+            psi = self.initial.detach().to(torch.complex128).reshape((2,) * n)
         for gate in self.gates:
             k = len(gate.qubits)
             u = gate.matrix.detach().to(torch.complex128).reshape((2,) * (2 * k))
