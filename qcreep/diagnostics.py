@@ -166,19 +166,22 @@ def _jacobian_vmap(model, names, shapes, buffers, theta, x) -> tuple[torch.Tenso
 
 
 def _jacobian_loop(model, names, shapes, buffers, theta, x) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same by one backward pass per row ``(input, class)``, for models that ``vmap`` cannot run."""
+    """The same, one input at a time (as ``vmap`` sees them): a forward pass of the input alone and one
+    backward pass per class, for models that ``vmap`` cannot run."""
     t = theta.detach().requires_grad_(True)
+    rows, logps = [], []
     with torch.enable_grad():
-        out = _check_logits(functional_call(model, (_unflatten(t, names, shapes), buffers), (x,)), x.shape[0])
-        logp = torch.log_softmax(out, dim=-1)
-        b, k = logp.shape
-        jac = theta.new_zeros(b, k, theta.numel())
-        for i in range(b):
-            for j in range(k):
-                (g,) = torch.autograd.grad(logp[i, j], t, retain_graph=True, allow_unused=True)
+        for i in range(x.shape[0]):
+            out = _check_logits(functional_call(model, (_unflatten(t, names, shapes), buffers), (x[i:i + 1],)), 1)
+            logp = torch.log_softmax(out, dim=-1)[0]
+            jac = theta.new_zeros(logp.shape[0], theta.numel())
+            for j in range(logp.shape[0]):
+                (g,) = torch.autograd.grad(logp[j], t, retain_graph=j + 1 < logp.shape[0], allow_unused=True)
                 if g is not None:
-                    jac[i, j] = g
-    return logp.detach(), jac
+                    jac[j] = g
+            rows.append(jac)
+            logps.append(logp.detach())
+    return torch.stack(logps), torch.stack(rows)
 
 
 def _fisher_rows(model, inputs, weights, chunk, method):

@@ -648,6 +648,7 @@ def _stated_default(text: str) -> str | None:
 def test_run_help_states_the_real_defaults():
     from qcreep.cli.run import DEFAULT_LEVELS, DEFAULTS
     from qcreep.config import TrainConfig
+    from qcreep.diagnose import DiagnoseSpec
     from qcreep.evaluation import HardwareSpec
     from qcreep.executors.ray import DEFAULT_GPU_FRACTION
     from qcreep.tuning import DEFAULT_LR_GRID
@@ -663,6 +664,10 @@ def test_run_help_states_the_real_defaults():
         "device": train.device, "shot_seed": HardwareSpec().seed, "lr": "tuned",
         "test_fraction": train.test_fraction, "model": "hybridnet",
     }
+    diag = DiagnoseSpec()
+    real.update(diag_inputs=diag.inputs, diag_inits=diag.inits, diag_samples=diag.samples,
+                diag_sizes=" ".join(map(str, diag.sizes)), diag_seed=diag.seed,
+                scan_qubits=" ".join(map(str, diag.scan_qubits)), scan_inits=diag.scan_inits)
     helps = {a.dest: a.help or "" for a in _subparsers()["run"]._actions}
     stated = {dest: _stated_default(text) for dest, text in helps.items()}
     for dest, value in real.items():

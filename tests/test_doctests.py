@@ -17,9 +17,9 @@ import qcreep
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(qcreep.__path__, "qcreep.") if not m.name.endswith("__main__"))
 WITHOUT_EXAMPLES = {
-    "qcreep.cli", "qcreep.cli.common", "qcreep.cli.describe", "qcreep.cli.hardware", "qcreep.cli.report",
-    "qcreep.cli.run", "qcreep.errors", "qcreep.hardware", "qcreep.layers._angles", "qcreep.layers.classical",
-    "qcreep.published", "qcreep.sim",
+    "qcreep.cli", "qcreep.cli.common", "qcreep.cli.describe", "qcreep.cli.diagnose", "qcreep.cli.hardware",
+    "qcreep.cli.report", "qcreep.cli.run", "qcreep.errors", "qcreep.hardware", "qcreep.layers._angles",
+    "qcreep.layers.classical", "qcreep.published", "qcreep.sim",
 }
 
 

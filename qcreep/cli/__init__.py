@@ -7,10 +7,12 @@
     qcreep list | qcreep summary --dataset mnist --level 2 [--resources] [--json] | qcreep report DIR
     qcreep evaluate DIR --shots 100 1000 --noise 0.001   # trained rungs with finite shots and noise
     qcreep export DIR/checkpoints/RUN.pt --layer head --format qasm3
+    qcreep diagnose DIR                  # effective dimension, gradient variance, expressibility per rung
 
 Modules: :mod:`qcreep.cli.common` (the one-line parser, argument types), :mod:`qcreep.cli.run`
 (``run`` and its config files), :mod:`qcreep.cli.describe` (``list``, ``summary``),
-:mod:`qcreep.cli.report` (``report``), :mod:`qcreep.cli.hardware` (``evaluate``, ``export``).
+:mod:`qcreep.cli.report` (``report``), :mod:`qcreep.cli.hardware` (``evaluate``, ``export``),
+:mod:`qcreep.cli.diagnose` (``diagnose``).
 
 Bad input (unknown names, bad numbers, missing or corrupt data, a broken config, a checkpoint of
 another run) prints one line on stderr and exits with code 2. Heavy imports happen inside the
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import sys
 
-from qcreep.cli import describe, hardware, report, run
+from qcreep.cli import describe, diagnose, hardware, report, run
 from qcreep.cli.common import DEFAULT_OUT, Parser, UsageError
 from qcreep.cli.run import effective_settings, load_config_file, run_settings
 
@@ -37,6 +39,7 @@ def build_parser() -> Parser:
     describe.add_parsers(sub)
     report.add_parser(sub)
     hardware.add_parsers(sub)
+    diagnose.add_parser(sub)
     return parser
 
 
@@ -46,7 +49,7 @@ def _version() -> str:
 
 
 COMMANDS = {"run": run.cmd_run, "list": describe.cmd_list, "summary": describe.cmd_summary, "report": report.cmd_report,
-            "evaluate": hardware.cmd_evaluate, "export": hardware.cmd_export}
+            "evaluate": hardware.cmd_evaluate, "export": hardware.cmd_export, "diagnose": diagnose.cmd_diagnose}
 
 
 def main(argv=None) -> int:

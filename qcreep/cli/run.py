@@ -20,6 +20,7 @@ from qcreep.cli.common import (
     probability,
     unit_fraction,
 )
+from qcreep.cli.diagnose import add_diagnose_options, diagnose_spec, run_diagnostics
 
 SWEEP_KEYS = {
     # config-file key: (type, is a list)
@@ -32,7 +33,7 @@ SWEEP_KEYS = {
     "twins": (bool, False),
     "output_scale": (str, False), "bias_init": (str, False), "solver": (str, False), "seed_parallel": (int, False),
     "executor": (str, False), "ray_address": (str, False), "gpu_fraction": (float, False),
-    "shots": (int, True), "noise": (float, True), "shot_seed": (int, False),
+    "shots": (int, True), "noise": (float, True), "shot_seed": (int, False), "diagnose": (bool, False),
     "model": (str, False), "test_data": (str, False), "target": (str, False), "test_fraction": (float, False),
     "standardize": (bool, False), "slots": (str, True), "rungs": (str, False),
 }
@@ -149,6 +150,10 @@ def add_parser(sub) -> None:
     hw.add_argument("--noise", nargs="+", type=probability, metavar="P",
                     help="depolarising probability per qubit and gate block")
     hw.add_argument("--shot-seed", type=nonnegative_int, help="seed of the shot sampling (default 0)")
+    run.add_argument("--diagnose", action="store_true", default=None,
+                     help="after training, diagnose every run (as qcreep diagnose; results in OUT/diagnostics and "
+                          "the report)")
+    add_diagnose_options(run)
     run.add_argument("--out", default=DEFAULT_OUT, help=f"results folder (default ./{DEFAULT_OUT})")
     run.add_argument("--resume", action="store_true", help="continue unfinished runs from their checkpoints")
     bar = run.add_mutually_exclusive_group()
@@ -316,6 +321,7 @@ def cmd_run(args) -> int:
 
         hardware = HardwareSpec(shots=tuple(settings.get("shots") or ()), noise=tuple(settings.get("noise") or ()),
                                 seed=settings.get("shot_seed") or 0).validate()
+    diagnostics = diagnose_spec(args) if settings.get("diagnose") else None
     out_dir = Path(args.out)
     # every check before anything is written: another writer in the folder (first, since the advice of
     # the other checks about its files would be wrong then), data, every rung's model and memory,
@@ -337,6 +343,9 @@ def cmd_run(args) -> int:
             from qcreep.evaluation import evaluate_folder
 
             evaluate_folder(out_dir, hardware, run_ids={r["run_id"] for r in records if r is not None}, log=log)
+        if diagnostics is not None:
+            run_diagnostics(out_dir, diagnostics, run_ids={r["run_id"] for r in records if r is not None},
+                            scan=args.scan, progress=args.progress)
         paths = write_report(out_dir)
     print(markdown_table(summarize(load_records(out_dir))))
     print(f"\nreport: {paths['report']}", file=sys.stderr)

@@ -22,7 +22,9 @@ Optional, for the diagnostics (:mod:`qcreep.diagnostics`, ``qcreep diagnose``):
   readout scales, biases and classical maps around the circuit are left out). None means all;
 - ``ansatz(x)``: ``(n_params, state_fn)``, the state of the layer's first circuit for input ``x``
   as a batched function of the circuit parameters. The base builds it from :meth:`circuits`
-  (one circuit per parameter vector, slow but independent); a layer may give a faster one;
+  (one circuit per parameter vector, slow but independent); a layer may give a faster one, over the
+  leading entries of those parameters where its first circuit uses only them (one kernel of a
+  quanvolution);
 - ``scan_slot(n_qubits)`` (a classmethod): ``(slot, options)`` that the layer fills with
   ``n_qubits`` qubits, for scans over the register size; None where the size cannot be chosen.
 

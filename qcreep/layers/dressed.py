@@ -222,6 +222,26 @@ class DressedCircuit(QuantumLayer):
             out.append(Circuit(n, gates, observable=observable, label="DressedCircuit", metadata={"measures": f"Z{i}"}))
         return out
 
+    def ansatz(self, x: torch.Tensor):
+        """``(D n, state_fn)``: the state ``V(w) |psi(q)>`` of :meth:`circuits` for the one input ``x``
+        (its embedding angles fixed) as a function of the circuit angles ``w``, batched: ``B D`` rotation
+        layers as Kronecker products in one einsum, the CNOT ladder as a column permutation, in float64,
+        returned as complex128 states (every amplitude is real)."""
+        circuit = self.circuits(x)[0]  # checks x
+        n, depth = self.n_qubits, self.depth
+        start = Circuit(n, circuit.gates[:2 * n]).statevector().real  # H and RY(q) on |0...0>
+
+        def state_fn(values: torch.Tensor) -> torch.Tensor:
+            batch = values.shape[0]
+            w = values.to(torch.float64).reshape(batch * depth, n)
+            layers = _kron_layers(_ry_matrix(w))[:, :, self._image.cpu()].reshape(batch, depth, 2**n, 2**n)
+            psi = start.expand(batch, 2**n)
+            for k in range(depth):
+                psi = torch.einsum("bij,bj->bi", layers[:, k], psi)
+            return psi.to(torch.complex128)
+
+        return depth * n, state_fn
+
     def from_measurements(self, x: torch.Tensor, values: list) -> torch.Tensor:
         """``(out,)``: the output map applied to the measured ``<Z_i>``."""
         z = torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values])

@@ -258,6 +258,25 @@ class DataReUploadingLinear(QuantumLayer):
             gates += [Gate("exp(iH/R)", qubits, data), Gate(f"SU(2^n)[{r + 1}]", qubits, su)]
         return [Circuit(n, gates, label="DataReUploadingLinear")]
 
+    def ansatz(self, x: torch.Tensor):
+        """``(R (4**n - 1), state_fn)``: the final state of :meth:`circuits` for the one input ``x`` as a
+        function of all ``theta`` (rows ``theta_1 .. theta_R`` flattened): ``|+>^n``, then per re-upload
+        the fixed ``exp(i H / R)`` and the batched ``SU(theta_r)`` (by eigendecomposition), in complex128."""
+        circuit = self.circuits(x)[0]  # checks x, and refuses complex angles
+        n, reps, dim = self.n_qubits, self.n_reps, 2**self.n_qubits
+        data = circuit.gates[n].matrix.to(torch.complex128)  # exp(i H / R), after the n Hadamards
+        start = torch.full((dim,), dim**-0.5, dtype=torch.complex128)
+
+        def state_fn(values: torch.Tensor) -> torch.Tensor:
+            theta = values.to(torch.float64).reshape(values.shape[0], reps, dim * dim - 1)
+            gates = special_unitary(theta, "eigh")  # (B, R, 2^n, 2^n): exp(i sum_k theta_k P_k)
+            psi = start.expand(values.shape[0], dim)
+            for r in range(reps):
+                psi = torch.einsum("bij,bj->bi", gates[:, r], psi @ data.T)
+            return psi
+
+        return reps * (dim * dim - 1), state_fn
+
     def from_measurements(self, x: torch.Tensor, values: list) -> torch.Tensor:
         """``(out_features,)``: the readout of the measured probabilities of the one circuit."""
         probs = torch.as_tensor(values[0], dtype=torch.float64)

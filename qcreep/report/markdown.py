@@ -664,7 +664,9 @@ def report_text(records: list[dict], rows: list[dict], incomplete: list[dict], c
     """The text of ``report.md`` for the given records, rows, incomplete runs, comparisons and plots.
 
     ``plot_names`` is ``[(dataset, [file name, ...]), ...]``; images are linked relative to the report.
-    ``hardware_lines`` is the "From simulation to hardware" section (:mod:`qcreep.report.hardware`).
+    ``hardware_lines`` are the closing sections: "From simulation to hardware"
+    (:mod:`qcreep.report.hardware`) and the diagnostics (:mod:`qcreep.report.diagnostics`). A
+    ``dataset`` of None in ``plot_names`` is a plot of the whole folder.
     ``skipped`` is ``[(path, reason), ...]``: record files left out because they are unreadable or malformed.
 
     Example:
@@ -715,6 +717,6 @@ def report_text(records: list[dict], rows: list[dict], incomplete: list[dict], c
     lines += ["## Plots", ""]
     for ds, names in plot_names:
         for name in names:  # images sit next to report.md
-            lines.append(f"![{title(ds)}: {name}]({name})")
+            lines.append(f"![{title(ds) if ds is not None else 'diagnostics'}: {name}]({name})")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

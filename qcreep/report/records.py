@@ -213,15 +213,21 @@ def is_trial_record(rec: dict) -> bool:
     return isinstance(config, dict) and isinstance(config.get("extra"), dict) and bool(config["extra"].get("trial"))
 
 
+#: Folders of a results folder that hold results about runs, never run records (read by their own sections).
+SIDE_FOLDERS = ("diagnostics",)
+
+
 def _in_tuning_folder(path: Path, root: Path) -> bool:
-    return TUNING_FOLDER in path.relative_to(root).parts[:-1]
+    parts = path.relative_to(root).parts[:-1]
+    return TUNING_FOLDER in parts or any(folder in parts for folder in SIDE_FOLDERS)
 
 
 def load_records(results_dir, *, skipped: list | None = None) -> list[dict]:
     """Load every run record (``*.json`` with a top-level ``record_version``) under ``results_dir``.
 
     The search is recursive and in sorted path order. JSON files whose top level is not an object
-    with ``"record_version"`` are skipped (they are not run records), and so is the ``tuning/``
+    with ``"record_version"`` are skipped (they are not run records), and so are ``diagnostics/``
+    (read by :mod:`qcreep.report.diagnostics`) and the ``tuning/``
     folder that ``qcreep run`` keeps its tuning trials in (the chosen settings and every trial's
     validation score are in the final records' ``tuning`` block; pass ``DIR/tuning`` itself to
     load the trials, which hold validation scores only: see :func:`is_trial_record`). Each returned dict is the

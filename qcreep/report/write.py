@@ -12,6 +12,7 @@ from pathlib import Path
 
 from qcreep.files import atomic_write_text, ensure_dir
 from qcreep.report.compare import rung_comparisons
+from qcreep.report.diagnostics import diagnostics_rows, diagnostics_section, load_diagnostics, plot_diagnostics
 from qcreep.report.hardware import hardware_rows, hardware_section, load_hardware, plot_hardware
 from qcreep.report.markdown import report_text
 from qcreep.report.plots import plot_curves, plot_final, rung_colors, safe_name
@@ -29,7 +30,9 @@ def write_report(results_dir, out_dir=None) -> dict:
     validation dashed, published PyTorch numbers as markers, incomplete runs dotted) and
     ``final_<dataset>.png`` (final accuracy ± sd beside the published number at the same epoch),
     and, where ``qcreep evaluate`` has scored runs, ``hardware_<dataset>.png`` (accuracy against
-    shots and against depolarising noise) with the report's "From simulation to hardware" section.
+    shots and against depolarising noise) with the report's "From simulation to hardware" section,
+    and, where ``qcreep diagnose`` has run, ``diagnostics.png`` (gradient variance against qubits per
+    quantum family, effective dimension against dataset size per rung) with its section.
 
     A record file that cannot be read or is malformed is left out, and ``report.md`` names it and
     why (:func:`~qcreep.report.records.load_records` with ``skipped``).
@@ -77,12 +80,21 @@ def write_report(results_dir, out_dir=None) -> dict:
             names.append(hw.name)
         plot_names.append((ds, names))
 
+    diag_runs, families = load_diagnostics(root)
+    diag_rows = diagnostics_rows(diag_runs)
+    diag_lines = diagnostics_section(diag_rows, families)
+    if diag_lines:
+        diag_plot = out / "diagnostics.png"
+        plot_diagnostics(diag_rows, families, diag_plot)
+        paths["diagnostics"] = str(diag_plot)
+        plot_names.append((None, [diag_plot.name]))
+
     csv_path = out / "summary.csv"
     write_csv(rows, csv_path)
     paths["csv"] = str(csv_path)
 
     report_path = out / "report.md"
     atomic_write_text(report_path, report_text(records, rows, incomplete, comparisons, root, plot_names,
-                                                  hardware_section(hardware), skipped=skipped))
+                                                  hardware_section(hardware) + diag_lines, skipped=skipped))
     paths["report"] = str(report_path)
     return paths
