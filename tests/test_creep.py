@@ -73,9 +73,10 @@ def test_slots_of_a_cnn_in_forward_order_with_shapes():
     assert [s.output_shape for s in found.slots] == [(4, 12, 12), (6, 6, 6), (16,), (10,)]
     conv5 = found.slot("features.3")
     assert conv5.slot == ConvSlot(4, 6, 5, 1, 2)
-    assert conv5.qubits == {"flipped_quanv3x3": 3}
-    assert found.slot("features.0").qubits == {"flipped_quanv3x3": 2}
-    assert found.slot("fc1").qubits == {"amplitude_circuit": 8, "data_reuploading": 4, "dressed_circuit": 4}
+    assert conv5.qubits == {"flipped_quanv3x3": 3, "quanvolution": 25, "trainable_quanvolution": 25}
+    assert found.slot("features.0").qubits == {"flipped_quanv3x3": 2, "quanvolution": 9, "trainable_quanvolution": 9}
+    assert found.slot("fc1").qubits == {"amplitude_circuit": 8, "angle_reuploading": 16, "data_reuploading": 4,
+                                        "dressed_circuit": 4}
     assert found.slot("fc1").params == 216 * 16 + 16
     assert found.unfillable == []
     assert found.output_shape == (10,)
@@ -189,12 +190,15 @@ def test_unfillable_layers_are_listed_with_the_reason():
     assert "padding_mode 'reflect'" in reasons["1"]
     # 32 -> 2000 needs 11 qubits as a re-uploading layer, 4 as a dressed circuit: a slot, for the latter
     assert found.names == ["3", "4"]  # 4**6 >= 2000 inputs, 2**6 >= 3 outputs: 6 qubits
-    assert found.slot("3").qubits == {"amplitude_circuit": 11, "data_reuploading": 11, "dressed_circuit": 4}
-    assert found.slot("4").qubits == {"amplitude_circuit": 11, "data_reuploading": 6, "dressed_circuit": 4}
+    assert found.slot("3").qubits == {"amplitude_circuit": 11, "angle_reuploading": 2000, "data_reuploading": 11,
+                                      "dressed_circuit": 4}
+    assert found.slot("4").qubits == {"amplitude_circuit": 11, "angle_reuploading": 4, "data_reuploading": 6,
+                                      "dressed_circuit": 4}
     # a slot is unfillable only when every quantum layer of its kind needs more than the limit
     small = creep(model, torch.zeros(1, 4, 6, 6), max_qubits=3)
     reasons = {u.name: u.reason for u in small.unfillable}
-    assert ("needs more qubits than the limit of 3 (amplitude_circuit 11, data_reuploading 11, dressed_circuit 4)"
+    assert ("needs more qubits than the limit of 3 (amplitude_circuit 11, angle_reuploading 2000, data_reuploading 11, "
+            "dressed_circuit 4)"
             in reasons["3"])
     assert small.names == []
     limited = creep(model, torch.zeros(1, 4, 6, 6), max_qubits=5)
@@ -216,7 +220,8 @@ def test_everything_is_checked_before_the_copy_changes():
     model = SmallCNN()
     found = creep(model, torch.zeros(1, 1, 12, 12))
     with pytest.raises(QcreepError, match=r"unknown layer 'nope' for slot 'fc2' .*valid: original, "
-                                          r"amplitude_circuit, amplitude_twin, data_reuploading, dense_twin, "
+                                          r"amplitude_circuit, amplitude_twin, angle_reuploading, "
+                                          r"angle_reuploading_twin, data_reuploading, dense_twin, "
                                           r"dressed_circuit, dressed_twin, linear"):
         found.build({"fc1": "data_reuploading", "fc2": "nope"})
     with pytest.raises(QcreepError, match=r"slot 'fc1' \(dense \(216,\) -> \(16,\)\) cannot take 'conv2d', which "

@@ -26,8 +26,28 @@ def _options(entry) -> dict:
     return {"n_reps": 2} if accepted is None or "n_reps" in accepted else {}
 
 
+def _refusal(entry, slot):
+    """Why a quantum layer's class cannot fill ``slot`` (its ``fits``: too many qubits), or None."""
+    from qcreep.layers import create_layer
+
+    if not entry.quantum:
+        return None
+    with torch.random.fork_rng(devices=[]):
+        cls = type(create_layer(entry.name, SLOTS[entry.slot_kind][0], **_options(entry)))
+    return cls.fits(slot)
+
+
 @pytest.mark.parametrize("entry,slot", CASES, ids=[f"{e.name}-{s.describe()}" for e, s in CASES])
 def test_every_registered_layer_meets_the_contract(entry, slot):
+    reason = _refusal(entry, slot)
+    if reason is not None:  # e.g. a quanvolution's 5x5 kernel, 25 qubits: refused with the reason, not built
+        from qcreep.errors import QcreepError
+        from qcreep.layers import create_layer
+
+        assert "qubits" in reason and "\n" not in reason
+        with pytest.raises(QcreepError, match="qubits"):
+            create_layer(entry.name, slot, **_options(entry))
+        return
     report = assert_valid_layer(entry.name, slot, options=_options(entry))
     if entry.quantum:
         assert set(report["checks"]) == QUANTUM_CHECKS and report["skipped"] == {}

@@ -536,12 +536,13 @@ def test_errors_are_value_errors():
 
 # ============================================================================ registry
 
-DENSE_LAYERS = ["amplitude_circuit", "amplitude_twin", "data_reuploading", "dense_twin", "dressed_circuit",
-                "dressed_twin", "linear"]
+DENSE_LAYERS = ["amplitude_circuit", "amplitude_twin", "angle_reuploading", "angle_reuploading_twin",
+                "data_reuploading", "dense_twin", "dressed_circuit", "dressed_twin", "linear"]
 
 
 def test_list_layers_per_kind():
-    assert list_layers("conv3x3") == ["conv2d", "conv3x3_twin", "flipped_quanv3x3"]
+    assert list_layers("conv3x3") == ["conv2d", "conv3x3_twin", "flipped_quanv3x3", "quanvolution", "quanvolution_twin",
+                                      "trainable_quanvolution", "trainable_quanvolution_twin"]
     assert list_layers("dense") == DENSE_LAYERS
     everything = list_layers()
     for name in ("conv:conv2d", "conv:flipped_quanv3x3", "dense:data_reuploading", "dense:linear",
@@ -582,7 +583,8 @@ def test_duplicate_registration_is_an_error():
 
 def test_unknown_layer_lists_valid_names():
     with pytest.raises(QcreepError, match=r"unknown layer 'nope' for slot kind 'dense'; valid: "
-                                          r"amplitude_circuit, amplitude_twin, data_reuploading, dense_twin, "
+                                          r"amplitude_circuit, amplitude_twin, angle_reuploading, "
+                                          r"angle_reuploading_twin, data_reuploading, dense_twin, "
                                           r"dressed_circuit, dressed_twin, linear"):
         create_layer("nope", DenseSlot(4, 2))
     with pytest.raises(QcreepError, match=r"valid: conv2d, conv3x3_twin, flipped_quanv3x3"):
@@ -625,7 +627,8 @@ def test_third_party_registration_round_trip():
     finally:
         unregister_layer("test_scaled_identity", "dense")
     assert list_layers("dense") == DENSE_LAYERS
-    assert list_layers("conv3x3") == ["conv2d", "conv3x3_twin", "flipped_quanv3x3"]
+    assert list_layers("conv3x3") == ["conv2d", "conv3x3_twin", "flipped_quanv3x3", "quanvolution", "quanvolution_twin",
+                                      "trainable_quanvolution", "trainable_quanvolution_twin"]
     with pytest.raises(QcreepError, match=r"unknown layer 'test_scaled_identity'"):
         create_layer("test_scaled_identity", DenseSlot(3, 2))
 

@@ -137,10 +137,13 @@ def test_summary_of_own_model(project, capsys):
     result = json.loads(capsys.readouterr().out)
     slots = result["slots_found"]["slots"]
     assert [(s["slot"], s["kind"], s["input"], s["output"], s["qubits"]) for s in slots] == [
-        ("a", "dense", [4], [12], {"amplitude_circuit": 4, "data_reuploading": 4, "dressed_circuit": 4}),
-        ("b", "dense", [12], [3], {"amplitude_circuit": 4, "data_reuploading": 2, "dressed_circuit": 4})]
+        ("a", "dense", [4], [12], {"amplitude_circuit": 4, "angle_reuploading": 12, "data_reuploading": 4,
+                                   "dressed_circuit": 4}),
+        ("b", "dense", [12], [3], {"amplitude_circuit": 4, "angle_reuploading": 4, "data_reuploading": 2,
+                                   "dressed_circuit": 4})]
     assert result["rung"]["assignment"] == {"a": "data_reuploading", "b": "original"}
     assert main(["summary", "--model", "nets.py:Wide", "--data", "animals.csv"]) == 0
     text = capsys.readouterr().out
     assert "data animals.csv: csv, input 4, 3 classes" in text.replace(str(project) + "/", "")
-    assert "a     Linear  dense  4      12      60      amplitude_circuit 4, data_reuploading 4" in text
+    assert ("a     Linear  dense  4      12      60      amplitude_circuit 4, angle_reuploading 12, "
+            "data_reuploading 4") in text

@@ -463,7 +463,7 @@ def test_twin_for_finds_the_registered_twins():
 def test_twin_for_errors():
     with pytest.raises(QcreepError, match=r"layer 'linear' for slot kind 'dense' is a classical layer; only quantum "
                                           r"layers have twins; quantum layers with a twin: amplitude_circuit, "
-                                          r"data_reuploading"):
+                                          r"angle_reuploading, data_reuploading"):
         twin_for("linear", "dense")
     with pytest.raises(QcreepError, match=r"layer 'conv3x3_twin' for slot kind 'conv' is the classical twin of "
                                           r"'flipped_quanv3x3'.*with a twin: flipped_quanv3x3"):
@@ -484,7 +484,7 @@ def test_registering_twins():
     try:
         with pytest.raises(QcreepError, match=r"quantum layer 'test_q' has no registered classical twin for slot kind "
                                               r"'dense'; quantum layers with a twin: amplitude_circuit, "
-                                              r"data_reuploading"):
+                                              r"angle_reuploading, data_reuploading"):
             twin_for("test_q", "dense")
         register_layer("test_q_twin", "dense", quantum=False, twin_of="test_q")(make_q)
         try:
@@ -494,7 +494,8 @@ def test_registering_twins():
                                                   r"kind 'dense' \('test_q_twin'\)"):
                 register_layer("test_q_twin2", "dense", quantum=False, twin_of="test_q")(make_q)
             with pytest.raises(QcreepError,
-                               match=r"with a twin: amplitude_circuit, data_reuploading, dressed_circuit, test_q"):
+                               match=r"with a twin: amplitude_circuit, angle_reuploading, data_reuploading, "
+                                     r"dressed_circuit, test_q"):
                 twin_for("linear", "dense")
         finally:
             unregister_layer("test_q_twin", "dense")

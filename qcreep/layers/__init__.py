@@ -12,6 +12,13 @@ Registered names (slot kind: name):
 - ``dense: amplitude_circuit`` -- :class:`AmplitudeCircuit`, amplitude embedding and strongly
   entangling layers (the circuit-centric classifier), and ``dense: amplitude_twin``, its classical
   twin (:mod:`qcreep.layers.amplitude`);
+- ``dense: angle_reuploading`` -- :class:`AngleReuploading`, Pérez-Salinas et al.'s data re-uploading of
+  the features in groups of three as Rot angles, with CZ rings and ``<Z>`` readout, and
+  ``dense: angle_reuploading_twin``, its product-state classical twin (:mod:`qcreep.layers.angle`);
+- ``conv: quanvolution`` -- :class:`Quanvolution`, Henderson et al.'s quanvolution (RY encoding of each
+  patch, a fixed random circuit, ``<Z_i>``, a trainable 1x1 mixing), and ``conv: trainable_quanvolution``,
+  :class:`TrainableQuanvolution`, the same with trainable entangling layers; their classical twins
+  ``conv: quanvolution_twin`` and ``conv: trainable_quanvolution_twin`` (:mod:`qcreep.layers.quanvolution`);
 - ``conv: conv3x3_twin`` and ``dense: dense_twin`` -- the classical twins of the paper's two quantum
   layers (:mod:`qcreep.layers.twins`).
 
@@ -22,17 +29,27 @@ contract that :func:`qcreep.testing.assert_valid_layer` checks.
 Example:
     >>> from qcreep.layers import list_layers, twin_for
     >>> list_layers("dense")
-    ['amplitude_circuit', 'amplitude_twin', 'data_reuploading', 'dense_twin', 'dressed_circuit', 'dressed_twin',
-     'linear']
+    ['amplitude_circuit', 'amplitude_twin', 'angle_reuploading', 'angle_reuploading_twin', 'data_reuploading',
+     'dense_twin', 'dressed_circuit', 'dressed_twin', 'linear']
     >>> twin_for("flipped_quanv3x3", "conv")
     'conv3x3_twin'
+    >>> list_layers("conv")
+    ['conv2d', 'conv3x3_twin', 'flipped_quanv3x3', 'quanvolution', 'quanvolution_twin', 'trainable_quanvolution',
+     'trainable_quanvolution_twin']
 """
 
 from qcreep.layers import classical  # noqa: F401  (registers conv2d and linear)
 from qcreep.layers.amplitude import AmplitudeCircuit, AmplitudeTwin  # registers amplitude_circuit and amplitude_twin
+from qcreep.layers.angle import AngleReuploading, AngleReuploadingTwin  # registers angle_reuploading and its twin
 from qcreep.layers.base import QuantumLayer, is_quantum_layer
 from qcreep.layers.dressed import DressedCircuit, DressedTwin  # registers dressed_circuit and dressed_twin
 from qcreep.layers.quanv import FlippedQuanv, FlippedQuanv3x3, patch_qubits
+from qcreep.layers.quanvolution import (  # registers quanvolution, trainable_quanvolution and their twins
+    Quanvolution,
+    QuanvolutionTwin,
+    TrainableQuanvolution,
+    TrainableQuanvolutionTwin,
+)
 from qcreep.layers.registry import (
     LayerEntry,
     create_layer,
@@ -55,8 +72,10 @@ from qcreep.layers.registry import twin_for  # noqa: E402
 from qcreep.layers.twins import Conv3x3Twin, ConvTwin, DenseTwin  # noqa: E402
 
 __all__ = [
-    "AmplitudeCircuit", "AmplitudeTwin", "Conv3x3Twin", "ConvTwin", "DataReUploadingLinear", "DenseTwin",
+    "AmplitudeCircuit", "AmplitudeTwin", "AngleReuploading", "AngleReuploadingTwin", "Conv3x3Twin", "ConvTwin",
+    "DataReUploadingLinear", "DenseTwin",
     "DressedCircuit", "DressedTwin", "FlippedQuanv", "FlippedQuanv3x3", "LayerEntry", "QuantumLayer",
+    "Quanvolution", "QuanvolutionTwin", "TrainableQuanvolution", "TrainableQuanvolutionTwin",
     "count_parameters", "create_layer", "get_layer_entry", "is_quantum_layer", "layer_entries", "list_layers",
     "min_qubits", "patch_qubits", "register_layer", "twin_for", "twins", "unregister_layer",
 ]
