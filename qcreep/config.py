@@ -36,7 +36,7 @@ import torch
 
 from qcreep.checks import check_choice, check_int, check_number
 from qcreep.data import get_spec
-from qcreep.datasources import data_label, info_for, is_builtin
+from qcreep.datasources import data_label, info_for, is_builtin, parse_classes
 from qcreep.errors import ConfigError, QcreepError
 from qcreep.layers._angles import ANGLE_MODES
 from qcreep.layers.reupload import BIAS_INITS, OUTPUT_SCALES
@@ -54,7 +54,7 @@ FINGERPRINT_KEYS = ("dataset", "assignment", "seed", "batch_size", "lr", "optimi
 # Keys added with own models and data: they enter the fingerprint only when they differ from these
 # defaults, so every run of the paper's network on a built-in dataset keeps its hash and file name.
 EXTENDED_FINGERPRINT = {"model": "hybridnet", "model_hash": None, "slots": None, "data_digest": None,
-                        "test_data": None, "target": None, "test_fraction": 0.2, "standardize": True}
+                        "test_data": None, "target": None, "test_fraction": 0.2, "standardize": True, "classes": None}
 
 
 @dataclass
@@ -89,6 +89,7 @@ class TrainConfig:
     target: str | None = None
     test_fraction: float = 0.2
     standardize: bool = True
+    classes: list[str] | None = None
     slots: list[str] | None = None
     twin_of: str | None = None
     label: str | None = None
@@ -136,6 +137,11 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be text, got {value!r}")
         if self.target is not None:
             self.target = str(self.target)
+        if self.classes is not None:
+            try:
+                self.classes = parse_classes(self.classes)
+            except QcreepError as err:
+                raise ConfigError(str(err)) from None
         if self.slots is not None:
             if isinstance(self.slots, str):
                 self.slots = [self.slots]
@@ -175,7 +181,7 @@ class TrainConfig:
             self.validate()
         values = {k: getattr(self, k) for k in FINGERPRINT_KEYS}
         extended = {"model": self.model, "slots": self.slots, "test_data": self.test_data, "target": self.target,
-                    "test_fraction": self.test_fraction, "standardize": self.standardize,
+                    "test_fraction": self.test_fraction, "standardize": self.standardize, "classes": self.classes,
                     "model_hash": None if self.model == "hybridnet" else self.backbone().structure,
                     "data_digest": None if is_builtin(self.dataset) else info_for(self).digest}
         values.update({k: v for k, v in extended.items() if v != EXTENDED_FINGERPRINT[k]})

@@ -49,7 +49,7 @@ import csv
 import hashlib
 import os
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -472,6 +472,68 @@ def _from_python(spec) -> tuple[tuple, tuple | None, str]:
 
 
 # ------------------------------------------------------------------------------------------------
+# a subset of the classes
+
+
+def parse_classes(value) -> list[str] | None:
+    """``"0-7"``, ``"0,2,5"``, ``["cat", "dog"]`` or ``None`` -> a list of class tokens (ranges expanded)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str | int) else list(value)
+    tokens: list[str] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            low, dash, high = part.partition("-")
+            if dash and low.strip().isdigit() and high.strip().isdigit():
+                lo, hi = int(low), int(high)
+                if lo > hi:
+                    raise QcreepError(f"class range '{part}' is empty; write it low-high, e.g. 0-7")
+                tokens.extend(str(k) for k in range(lo, hi + 1))
+            else:
+                tokens.append(part)
+    if not tokens:
+        raise QcreepError(f"no classes in {value!r}; give labels such as 0-7 or 0,2,5 or class names")
+    return tokens
+
+
+def class_indices(info: DataInfo, classes) -> list[int]:
+    """The class indices (``0 .. K-1`` of ``info``) of the given labels or class names, sorted."""
+    tokens = parse_classes(classes)
+    names = [str(c) for c in info.classes]
+    keep = set()
+    for token in tokens:
+        if token in names:
+            keep.add(names.index(token))
+        elif token.isdigit() and int(token) < info.num_classes:
+            keep.add(int(token))
+        else:
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise DataError(f"class '{token}' is not a class of {info.spec} (its classes: {shown})")
+    if len(keep) < 2:
+        raise DataError(f"--classes keeps {len(keep)} class of {info.spec}; a classifier needs two")
+    return sorted(keep)
+
+
+def _keep_classes(split: Split, keep: list[int]) -> Split:
+    table = torch.full((int(split.y.max()) + 1 if len(split) else 1,), -1, dtype=torch.int64)
+    table[torch.tensor([k for k in keep if k < table.numel()], dtype=torch.int64)] = \
+        torch.arange(sum(k < table.numel() for k in keep))
+    new = table[split.y]
+    mask = new >= 0
+    return Split(split.x[mask], new[mask])
+
+
+def select_classes(info: DataInfo, keep: list[int]) -> DataInfo:
+    """``info`` for the classes ``keep`` only."""
+    chosen = [info.classes[k] for k in keep]
+    return replace(info, num_classes=len(keep), classes=chosen,
+                   digest=f"{info.digest}|classes={','.join(map(str, keep))}")
+
+
+# ------------------------------------------------------------------------------------------------
 # the entry point
 
 
@@ -482,12 +544,22 @@ def is_builtin(spec) -> bool:
 
 def load_data(spec, *, test_data=None, target=None, test_fraction: float = 0.2, split_seed: int = 0,
               data_dir=None, max_train: int | None = None, max_test: int | None = None,
-              download: bool = True) -> tuple[Split, Split, DataInfo]:
+              download: bool = True, classes=None) -> tuple[Split, Split, DataInfo]:
     """``(train, test, info)`` for a data spec; see the module docs for the specs and the checks.
 
     ``max_train`` / ``max_test`` keep the first N examples of each split (after a stratified split
-    where there is one). ``data_dir`` and ``download`` are for the built-in datasets.
+    where there is one, and after ``classes`` selects classes). ``data_dir`` and ``download`` are for
+    the built-in datasets. ``classes`` keeps the examples of the named classes (see
+    :func:`select_classes`), relabelled ``0 .. K-1`` in class order.
     """
+    if classes is not None:
+        train, test, info = load_data(spec, test_data=test_data, target=target, test_fraction=test_fraction,
+                                      split_seed=split_seed, data_dir=data_dir, download=download)
+        keep = class_indices(info, classes)
+        train, test = (_keep_classes(part, keep) for part in (train, test))
+        train = Split(train.x[:max_train], train.y[:max_train])
+        test = Split(test.x[:max_test], test.y[:max_test])
+        return train, test, select_classes(info, keep)
     if is_builtin(spec):
         if test_data is not None:
             raise QcreepError(f"a built-in dataset ('{spec}') brings its own test split; --test-data is for files")
@@ -585,7 +657,12 @@ def run_data_key(config) -> tuple:
     """What identifies the data a config loads (its files' stamps included, so an edited file is read again)."""
     return (config.dataset, config.data_dir, config.max_train, config.max_test, config.test_data, config.target,
             config.test_fraction, config.split_seed, _stamp(None if is_builtin(config.dataset) else config.dataset),
-            _stamp(config.test_data))
+            _stamp(config.test_data), _classes_key(config))
+
+
+def _classes_key(config):
+    classes = getattr(config, "classes", None)
+    return None if classes is None else tuple(parse_classes(classes))
 
 
 def load_for(config) -> tuple[Split, Split, DataInfo]:
@@ -596,7 +673,8 @@ def load_for(config) -> tuple[Split, Split, DataInfo]:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = load_data(config.dataset, test_data=config.test_data, target=config.target,
                                  test_fraction=config.test_fraction, split_seed=config.split_seed,
-                                 data_dir=config.data_dir, max_train=config.max_train, max_test=config.max_test)
+                                 data_dir=config.data_dir, max_train=config.max_train, max_test=config.max_test,
+                                 classes=getattr(config, "classes", None))
     return _LOADED[key]
 
 
@@ -605,7 +683,7 @@ _INFOS: dict = {}
 
 def _info_key(config) -> tuple:
     return (config.dataset, config.test_data, config.target, config.test_fraction, config.split_seed,
-            config.max_train, config.max_test)
+            config.max_train, config.max_test, _classes_key(config))
 
 
 def remember_info(config, info: DataInfo) -> None:
@@ -628,8 +706,11 @@ def info_for(config) -> DataInfo:
             return info
     if is_builtin(config.dataset):
         ds = get_spec(config.dataset)
-        return DataInfo(ds.name, "builtin", tuple(ds.input_shape), ds.num_classes,
+        info = DataInfo(ds.name, "builtin", tuple(ds.input_shape), ds.num_classes,
                         list(ds.class_names) or list(range(ds.num_classes)), False, f"builtin:{ds.name}")
+        if getattr(config, "classes", None) is not None:
+            info = select_classes(info, class_indices(info, config.classes))
+        return info
     info = load_for(config)[2]
     remember_info(config, info)
     return info

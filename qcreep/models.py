@@ -208,6 +208,12 @@ def backbone_for(spec: str, input_shape: tuple, num_classes: int, slots: tuple |
     with torch.random.fork_rng(devices=[]):
         template = make_model(spec, input_shape, num_classes)
         backbone = backbone_of(template, input_shape, slots=list(slots) if slots else None, name=model_label(spec))
+    if not backbone.slots and getattr(template, "qcreep_end_to_end", False):
+        # an end-to-end model (qcreep.endtoend) has nothing to swap: it runs as one rung, level 0
+        backbone.levels = {0: ()}
+        backbone.spec = spec
+        backbone.structure = structure_hash(template)
+        return backbone
     if not backbone.slots:
         found = "; ".join(f"{u.name}: {u.reason}" for u in backbone.found.unfillable) or \
             "it has no nn.Linear or nn.Conv2d"
@@ -248,6 +254,8 @@ def parse_assignment(spec, backbone: Backbone) -> dict[str, str]:
                 raise QcreepError(f"slot '{slot}' is assigned twice in '{spec}'")
             items[slot] = layer
         spec = items
+    if isinstance(spec, dict) and not spec and not backbone.slots:
+        return {}  # an end-to-end model: nothing to assign
     if not isinstance(spec, dict) or not spec:
         raise QcreepError("an assignment names at least one slot, e.g. conv1=flipped_quanv3x3,conv2=conv2d,head=linear")
     assignment = {s.name: s.classical for s in backbone.slots}

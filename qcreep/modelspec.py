@@ -47,7 +47,7 @@ from torch import nn
 
 from qcreep.errors import ConfigError
 
-BUILTIN_MODELS = ("hybridnet",)
+BUILTIN_MODELS = ("hybridnet", "hamembedding")
 DEFAULT_MODEL = "hybridnet"
 
 
@@ -122,6 +122,10 @@ def resolve(spec: str):
         from qcreep.models import HybridNet  # noqa: PLC0415
 
         return HybridNet
+    if spec == "hamembedding":
+        from qcreep.endtoend import hamembedding  # noqa: PLC0415
+
+        return hamembedding
     module, _, attr = spec.rpartition(":")
     target = _module_of(spec, module)
     owner = module

@@ -35,7 +35,7 @@ SWEEP_KEYS = {
     "executor": (str, False), "ray_address": (str, False), "gpu_fraction": (float, False),
     "shots": (int, True), "noise": (float, True), "shot_seed": (int, False), "diagnose": (bool, False),
     "model": (str, False), "test_data": (str, False), "target": (str, False), "test_fraction": (float, False),
-    "standardize": (bool, False), "slots": (str, True), "rungs": (str, False),
+    "standardize": (bool, False), "slots": (str, True), "rungs": (str, False), "classes": (str, True),
 }
 RUNGS = ("cumulative", "single", "all")
 DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 6,
@@ -46,7 +46,7 @@ ALIASES = {"dataset": "datasets", "data": "datasets", "level": "levels", "assign
 # settings passed to every run's TrainConfig when given
 RUN_FIELDS = ("epochs", "batch_size", "lr", "n_reps", "n_qubits", "max_train", "max_test", "eval_batch_size", "dtype",
               "device", "data_dir", "threads", "val_fraction", "split_seed", "output_scale", "bias_init", "solver",
-              "model", "test_data", "target", "test_fraction", "standardize", "slots")
+              "model", "test_data", "target", "test_fraction", "standardize", "slots", "classes")
 
 
 
@@ -77,6 +77,9 @@ def add_parser(sub) -> None:
     run.add_argument("--target", metavar="NAME|INDEX", help="the label column of a CSV (default: the last)")
     run.add_argument("--test-fraction", type=fraction, metavar="F",
                      help="stratified test share of data that has no test split (default 0.2)")
+    run.add_argument("--classes", nargs="+", metavar="LABEL",
+                     help="keep these classes only, relabelled 0..K-1 in class order: labels or ranges (0-7, "
+                          "0,2,5) or class names; default all")
     run.add_argument("--no-standardize", dest="standardize", action="store_false", default=None,
                      help="keep tabular features as they are (default: standardised with the fitted part's "
                           "mean and standard deviation)")
