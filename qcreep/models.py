@@ -339,6 +339,79 @@ def is_quantum_assignment(backbone: Backbone, assignment: dict[str, str]) -> boo
     return any(_is_quantum(backbone, s, layer) for s, layer in assignment.items())
 
 
+PAPER_FAMILIES = "paper"
+
+
+def parse_families(spec, backbone: Backbone) -> dict[str, str]:
+    """A family choice from ``"dense=dressed_circuit,conv=quanvolution"`` (or a dict): which registered
+    quantum layer fills the quantum slots of each kind (``dense``, ``conv``) or of a named slot.
+
+    ``"paper"`` (or an empty choice) keeps every slot's own quantum candidate (the paper's pair for
+    HybridNet). A layer that is not a registered quantum layer of the slot kind is an error.
+
+    Example:
+        >>> import qcreep.layers
+        >>> parse_families("dense=dressed_circuit", hybridnet((1, 12, 12)))
+        {'head': 'dressed_circuit'}
+    """
+    from qcreep.layers.registry import get_layer_entry  # noqa: PLC0415
+
+    if spec is None or (isinstance(spec, str) and spec.strip() in ("", PAPER_FAMILIES)):
+        return {}
+    items = spec
+    if isinstance(spec, str):
+        items = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            key, eq, layer = (x.strip() for x in part.partition("="))
+            if not eq or not key or not layer:
+                raise QcreepError(f"a family choice looks like KIND=LAYER or SLOT=LAYER (e.g. dense=dressed_circuit,"
+                                  f"conv=quanvolution), got '{part}'")
+            if key in items:
+                raise QcreepError(f"'{key}' is given two families in '{spec}'")
+            items[key] = layer
+    kinds = sorted({s.slot.kind for s in backbone.slots})
+    names = [s.name for s in backbone.slots]
+    chosen: dict[str, str] = {}
+    for key, layer in items.items():
+        if key in names:
+            targets = [key]
+        elif key in ("dense", "conv"):
+            targets = [s.name for s in backbone.slots if s.slot.kind == key]
+            if not targets:
+                raise QcreepError(f"{backbone.name} has no {key} slot for '{key}={layer}' (its slot kinds: "
+                                  f"{', '.join(kinds) or 'none'})")
+        else:
+            raise QcreepError(f"'{key}' in a family choice is neither a slot kind (dense, conv) nor a slot of "
+                              f"{backbone.name} ({', '.join(names)})")
+        for target in targets:
+            entry = get_layer_entry(layer, _kind(backbone, target))
+            if not entry.quantum:
+                raise QcreepError(f"'{layer}' is a classical layer; a family choice names a quantum layer for "
+                                  f"{target}")
+            chosen[target] = layer
+    return chosen
+
+
+def with_families(backbone: Backbone, assignment: dict[str, str], families: dict[str, str]) -> dict[str, str]:
+    """``assignment`` with each quantum slot named in ``families`` (from :func:`parse_families`) refilled."""
+    return {slot: families[slot] if slot in families and _is_quantum(backbone, slot, layer) else layer
+            for slot, layer in assignment.items()}
+
+
+def families_label(spec, backbone: Backbone, assignment: dict[str, str]) -> str:
+    """The part of a family choice that ``assignment`` uses, as given: ``conv=quanvolution,dense=...``."""
+    if spec is None or isinstance(spec, str) and spec.strip() in ("", PAPER_FAMILIES):
+        return PAPER_FAMILIES
+    items = spec if isinstance(spec, dict) else dict(
+        (x.strip() for x in part.partition("=")[::2]) for part in spec.split(",") if part.strip())
+    used = []
+    for key, layer in items.items():
+        targets = [key] if key in assignment else [s.name for s in backbone.slots if s.slot.kind == key]
+        if any(assignment.get(t) == layer for t in targets):
+            used.append(f"{key}={layer}")
+    return ",".join(used)
+
+
 def assignment_label(assignment: dict[str, str]) -> str:
     """Canonical text form, e.g. ``conv1=flipped_quanv3x3,conv2=conv2d,head=linear``."""
     return ",".join(f"{k}={v}" for k, v in assignment.items())
@@ -482,6 +555,7 @@ def build_model(input_shape=(1, 32, 32), *, level: int | None = None, assignment
 
 
 __all__ = ["Backbone", "HybridNet", "ORIGINAL", "SlotSpec", "all_assignments", "assignment_label", "assignment_of",
-           "backbone_of", "build_model", "default_quantum", "fill", "format_summary", "hybridnet",
+           "backbone_of", "build_model", "default_quantum", "families_label", "fill", "format_summary", "hybridnet",
            "is_quantum_assignment", "level_assignment", "level_of", "loss_and_accuracy", "parse_assignment",
+           "parse_families", "with_families",
            "quantum_layers", "rung_assignments", "summary", "twin_assignment"]

@@ -30,10 +30,14 @@ from qcreep.errors import ConfigError, QcreepError
 from qcreep.executors import DataCache, Executor, LocalExecutor, data_key, default_seed_parallel, run_one
 from qcreep.files import atomic_write_bytes, atomic_write_json, results_lock
 from qcreep.models import (
+    families_label,
     is_quantum_assignment,
+    level_assignment,
     level_of,
     parse_assignment,
+    parse_families,
     twin_assignment,
+    with_families,
 )
 from qcreep.records import read_record
 from qcreep.train import build_run_model, preflight
@@ -41,7 +45,7 @@ from qcreep.tuning import TuningSpec, check_tunable, choose, final_config, trial
 
 
 def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",), twins: bool = False,
-         **settings) -> list[TrainConfig]:
+         quantum=None, **settings) -> list[TrainConfig]:
     """Validated configs for every combination, ordered dataset, rung (each twin after its rung), angle mode, seed.
 
     ``levels`` and ``assignments`` may both be given; their rungs are concatenated. An assignment
@@ -50,6 +54,11 @@ def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",
     replaced by its classical twin (``twin_of`` = the quantum rung's label; twins are classical, so
     they are planned once, in the real angle mode). ``settings`` are any other
     :class:`TrainConfig` fields (``epochs``, ``lr``, ``max_train``...).
+
+    ``quantum`` is a list of family choices (:func:`qcreep.models.parse_families`, e.g.
+    ``["paper", "dense=dressed_circuit"]``): every rung is planned once per choice, with its quantum
+    slots refilled by the chosen families, so one ladder compares families rung by rung, each with
+    its twin. A refilled level is labelled ``level K (head=dressed_circuit)``.
     """
     if not levels and not assignments:
         raise ConfigError("a sweep needs levels (e.g. 0 1 2) or assignments (e.g. conv1=flipped_quanv3x3)")
@@ -77,6 +86,8 @@ def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",
             level = level_of(backbone, filled)
             rungs.append({"level": level, "assignment": None} if level is not None
                          else {"level": None, "assignment": filled})
+        choices = [(q, parse_or_config_error(q, backbone)) for q in (quantum or [None])]
+        rungs = [_refill(backbone, rung, spec, families) for spec, families in choices for rung in rungs]
         for rung in rungs:
             for mode in angles:
                 for seed in seeds:
@@ -88,6 +99,30 @@ def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",
                     add(TrainConfig(dataset=dataset, level=None, assignment=twin, seed=seed, angles="real",
                                     twin_of=base.rung_label, label=f"{base.rung_label} twin", **settings).validate())
     return configs
+
+
+def parse_or_config_error(spec, backbone) -> dict[str, str]:
+    try:
+        return parse_families(spec, backbone)
+    except ConfigError:
+        raise
+    except QcreepError as err:
+        raise ConfigError(f"--quantum {spec}: {err}") from None
+
+
+def _refill(backbone, rung: dict, spec, families: dict[str, str]) -> dict:
+    """A planned rung with its quantum slots refilled by ``families`` (unchanged when nothing changes)."""
+    if not families:
+        return rung
+    assignment = level_assignment(backbone, rung["level"]) if rung["level"] is not None else rung["assignment"]
+    refilled = with_families(backbone, assignment, families)
+    if refilled == assignment:
+        return rung
+    level = level_of(backbone, refilled)
+    if level is not None:
+        return {"level": level, "assignment": None}
+    label = f"level {rung['level']} ({families_label(spec, backbone, refilled)})" if rung["level"] is not None else None
+    return {"level": None, "assignment": refilled, "label": label}
 
 
 # ------------------------------------------------------------------------------------------------

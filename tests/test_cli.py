@@ -651,6 +651,7 @@ def test_run_help_states_the_real_defaults():
     from qcreep.diagnose import DiagnoseSpec
     from qcreep.evaluation import HardwareSpec
     from qcreep.executors.ray import DEFAULT_GPU_FRACTION
+    from qcreep.models import PAPER_FAMILIES
     from qcreep.tuning import DEFAULT_LR_GRID
 
     train = TrainConfig()
@@ -662,7 +663,8 @@ def test_run_help_states_the_real_defaults():
         "n_reps": train.n_reps, "solver": train.solver, "executor": "local", "ray_address": "local",
         "gpu_fraction": DEFAULT_GPU_FRACTION, "eval_batch_size": train.eval_batch_size, "dtype": train.dtype,
         "device": train.device, "shot_seed": HardwareSpec().seed, "lr": "tuned",
-        "test_fraction": train.test_fraction, "model": "hybridnet",
+        "test_fraction": train.test_fraction, "model": "hybridnet", "quantum": PAPER_FAMILIES,
+        "classes": "all" if train.classes is None else train.classes,
     }
     diag = DiagnoseSpec()
     real.update(diag_inputs=diag.inputs, diag_inits=diag.inits, diag_samples=diag.samples,

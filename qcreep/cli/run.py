@@ -36,6 +36,7 @@ SWEEP_KEYS = {
     "shots": (int, True), "noise": (float, True), "shot_seed": (int, False), "diagnose": (bool, False),
     "model": (str, False), "test_data": (str, False), "target": (str, False), "test_fraction": (float, False),
     "standardize": (bool, False), "slots": (str, True), "rungs": (str, False), "classes": (str, True),
+    "quantum": (str, True),
 }
 RUNGS = ("cumulative", "single", "all")
 DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 6,
@@ -79,7 +80,7 @@ def add_parser(sub) -> None:
                      help="stratified test share of data that has no test split (default 0.2)")
     run.add_argument("--classes", nargs="+", metavar="LABEL",
                      help="keep these classes only, relabelled 0..K-1 in class order: labels or ranges (0-7, "
-                          "0,2,5) or class names; default all")
+                          "0,2,5) or class names (default: all)")
     run.add_argument("--no-standardize", dest="standardize", action="store_false", default=None,
                      help="keep tabular features as they are (default: standardised with the fitted part's "
                           "mean and standard deviation)")
@@ -87,6 +88,11 @@ def add_parser(sub) -> None:
                      help="replacement levels (default 0 1 2 unless --assign is given)")
     run.add_argument("--assign", nargs="+", metavar="SPEC",
                      help="explicit assignments, e.g. conv1=flipped_quanv3x3,conv2=conv2d,head=data_reuploading")
+    run.add_argument("--quantum", nargs="+", metavar="KIND=FAMILY",
+                     help="which registered quantum layers fill the quantum slots, by slot kind or slot name: "
+                          "e.g. dense=dressed_circuit,conv=quanvolution (default: paper, the paper's pair). Several "
+                          "choices plan every rung once per choice, each with its twin: one ladder comparing families "
+                          "(qcreep list shows the layers)")
     run.add_argument("--all-assignments", action="store_true", default=None,
                      help="every classical/quantum assignment of the slots, all-classical to all-quantum")
     twins = run.add_mutually_exclusive_group()
@@ -307,7 +313,7 @@ def cmd_run(args) -> int:
             assignments += [assignment_label(a) for a in rung_assignments(backbone, rungs)]
     configs = plan(settings["datasets"], levels=settings.get("levels"), assignments=assignments,
                    seeds=range(settings["seeds"]), angles=settings["angles"], twins=bool(settings.get("twins")),
-                   **fields)
+                   quantum=settings.get("quantum"), **fields)
     tuning = None
     if settings.get("tune"):
         tuning = TuningSpec.default(settings["tune"], epochs=settings["tune_epochs"], lr_grid=settings.get("lr_grid"),

@@ -23,7 +23,7 @@ from qcreep.published import (
 )
 from qcreep.report.compare import CONFIDENCE, METHODS_TEXT, rung_comparisons
 from qcreep.report.records import PATH_KEY, plural
-from qcreep.report.rungs import is_study
+from qcreep.report.rungs import family_level, is_study
 from qcreep.report.summary import NEAR_CHANCE_PP
 
 DATASET_TITLES = {"digits": "digits", "mnist": "MNIST", "fashion-mnist": "FashionMNIST",
@@ -141,6 +141,13 @@ def _verdict_word(c: dict) -> str:
     return f"not resolved with {plural(c['n'], 'seed')}"
 
 
+def _level(row: dict) -> int:
+    """A row's replacement level, a level refilled by other families (``level 2 (dense=...)``) included."""
+    if row["level"] is not None:
+        return row["level"]
+    return family_level(row["label"]) or 0
+
+
 def _headline_comparisons(rows: list[dict], comparisons: list[dict]) -> list[dict]:
     """The comparisons that answer the question: each quantum rung against level 0 and against its twin.
 
@@ -153,12 +160,12 @@ def _headline_comparisons(rows: list[dict], comparisons: list[dict]) -> list[dic
         row = by_label.get((c["dataset"], c["a"], c["angles"]))
         if row is None or row["twin_of"]:
             continue
-        has_levels = any(r["dataset"] == c["dataset"] and (r["level"] or 0) > 0 for r in rows)
-        if has_levels and not (row["level"] or 0) > 0:
+        has_levels = any(r["dataset"] == c["dataset"] and _level(r) > 0 for r in rows)
+        if has_levels and not _level(row) > 0:
             continue
         chosen.append((c, row))
     order = {id(r): i for i, r in enumerate(rows)}
-    chosen.sort(key=lambda cr: (cr[1]["dataset"] != rows[0]["dataset"], -(cr[1]["level"] or 0),
+    chosen.sort(key=lambda cr: (cr[1]["dataset"] != rows[0]["dataset"], -_level(cr[1]),
                                 order[id(cr[1])], cr[0]["kind"] != "vs level 0"))
     return [c for c, _ in chosen]
 

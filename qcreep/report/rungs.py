@@ -30,6 +30,14 @@ DATASET_ORDER = ("digits", "mnist", "fashion-mnist", "cifar10")
 KNOWN_NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10}
 
 _LEVEL_LABEL = re.compile(r"^level (\d+)$")
+# a level refilled by other quantum families (``qcreep run --quantum``): "level 2 (dense=dressed_circuit)"
+_FAMILY_LABEL = re.compile(r"^level (\d+) \((.+)\)$")
+
+
+def family_level(label: str) -> int | None:
+    """The level a rung labelled ``level K (FAMILIES)`` refills with other quantum families, else None."""
+    m = _FAMILY_LABEL.match(label or "")
+    return int(m.group(1)) if m else None
 
 
 def dataset_rank(name: str) -> tuple:
@@ -236,6 +244,9 @@ def base_key(dataset: str, label: str, level=None, assignment=None, rec=None) ->
             level = int(m.group(1))
     if level is not None:
         return (0, level, (), "")
+    refilled = family_level(label)
+    if refilled is not None:
+        return (0, refilled, (1,), label)
     if assignment is None:
         assignment = parse_assignment_label(label)
     return _assignment_key(dataset, assignment, label, rec)
