@@ -46,9 +46,12 @@ import torch
 from torch import nn
 
 from qcreep.errors import ConfigError
+from qcreep.published import END_TO_END_MODELS as _END_TO_END
 
 BUILTIN_MODELS = ("hybridnet", "hamembedding")
 DEFAULT_MODEL = "hybridnet"
+#: Built-in models that are one quantum network end to end (nothing to swap): baselines for a ladder.
+END_TO_END_MODELS = _END_TO_END
 
 
 def is_builtin_model(spec: str) -> bool:

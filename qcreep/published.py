@@ -191,3 +191,15 @@ def published_jax(dataset: str, level) -> float | None:
 def end_to_end_quantum(dataset: str) -> float | None:
     """Published accuracy (percent) of the end-to-end quantum baseline, or None."""
     return END_TO_END_QUANTUM.get(canonical_dataset(dataset))
+
+
+#: Built-in end-to-end quantum models (``qcreep.endtoend``), nothing to swap in them: the paper's
+#: baseline, with its authors' published final test accuracy (mean, sd in %) for labels 0-7 under their
+#: protocol (batch 1000, 100 epochs, element-wise gradient clipping at 1, Adam 0.01 x 0.99**(step/100)).
+END_TO_END_BASELINES = {
+    "hamembedding": {"source": "Wang, Myers, Hollenberg, Parampalli, arXiv:2407.14055",
+                     "classes": tuple(range(8)),
+                     "layers": {"mnist": 10, "fashion-mnist": 20},
+                     "accuracy": {"mnist": (89.72, 0.98), "fashion-mnist": (79.62, 0.18)}},
+}
+END_TO_END_MODELS = tuple(END_TO_END_BASELINES)

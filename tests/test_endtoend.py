@@ -215,3 +215,6 @@ def test_end_to_end_model_runs_beside_the_ladder_from_the_cli(tmp_path, capsys):
     assert ham["config"]["classes"] == [str(k) for k in range(8)]
     assert ham["n_params"] == 10 * 4**4          # 12x12 digits -> 16x16, 4 qubits, L = 10
     assert len(ham["test_accs"]) == 1 and 0 <= ham["test_accs"][0] <= 100
+    report = (out / "report.md").read_text()
+    assert "### Each rung against the end-to-end quantum model" in report
+    assert "| digits | level 0 | hamembedding (end-to-end) | real | 1 |" in report

@@ -8,6 +8,7 @@ Only seeds both rungs completed are paired.
 
 from __future__ import annotations
 
+from qcreep.published import END_TO_END_MODELS
 from qcreep.stats import min_pairs_to_resolve, paired_comparison
 
 #: Confidence of the t interval; the Wilcoxon test is read at ``1 - CONFIDENCE``.
@@ -49,7 +50,11 @@ def rung_comparisons(rows: list[dict]) -> list[dict]:
     * every rung against level 0 of the same dataset and angle mode (``kind="vs level 0"``,
       A = the rung, B = the row labelled ``"level 0"``, else the first all-classical level-0 row);
     * every twin against the rung it controls (``kind="quantum vs twin"``, A = the quantum rung,
-      B = the twin), same angle mode when there is one, else every angle mode of that rung.
+      B = the twin), same angle mode when there is one, else every angle mode of that rung;
+    * every rung of a ladder on data ``D`` against a built-in end-to-end model on the same data
+      with the same number of classes (a row ``"hamembedding on D"``; ``kind="vs end-to-end"``, B
+      labelled ``"hamembedding (end-to-end)"``): the paper's hybrid-against-end-to-end claim on
+      equal data.
 
     Each result holds ``kind``, ``dataset``, ``angles`` (of A), ``angles_b``, ``a``, ``b``,
     ``seeds`` (paired), ``epochs_a``, ``epochs_b`` and every key of
@@ -76,4 +81,18 @@ def rung_comparisons(rows: list[dict]) -> list[dict]:
             continue
         if base is not None:
             out.append(_compare("vs level 0", row, base))
+    out += _end_to_end_comparisons(rows)
+    return out
+
+
+def _end_to_end_comparisons(rows: list[dict]) -> list[dict]:
+    out = []
+    for e2e in rows:
+        model, sep, data = e2e["dataset"].partition(" on ")
+        if not sep or model not in END_TO_END_MODELS or e2e["twin_of"]:
+            continue
+        named = {**e2e, "label": f"{model} (end-to-end)"}
+        for row in rows:
+            if row["dataset"] == data and not row["twin_of"] and row.get("num_classes") == e2e.get("num_classes"):
+                out.append(_compare("vs end-to-end", row, named))
     return out

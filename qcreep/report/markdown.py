@@ -511,6 +511,7 @@ def _statistics_section(comparisons: list[dict]) -> list[str]:
                         "angle mode, or a twin and its quantum rung)."), ""]
     vs_base = [c for c in comparisons if c["kind"] == "vs level 0"]
     vs_twin = [c for c in comparisons if c["kind"] == "quantum vs twin"]
+    vs_e2e = [c for c in comparisons if c["kind"] == "vs end-to-end"]
     if vs_base:
         lines += ["### Each rung against level 0 (all classical)", ""] + _comparison_table(vs_base) + [""]
     if vs_twin:
@@ -518,6 +519,12 @@ def _statistics_section(comparisons: list[dict]) -> list[str]:
                   ("The twin has classical layers matched to the quantum ones in parameter count and "
                   "kind of nonlinearity, so a difference here is what the quantum layers add beyond "
                   "size and nonlinearity."), ""] + _comparison_table(vs_twin) + [""]
+    if vs_e2e:
+        lines += ["### Each rung against the end-to-end quantum model", "",
+                  ("The end-to-end model (qcreep.endtoend) on the same data and classes, seed by seed: the "
+                   "paper's hybrid-against-end-to-end comparison on equal data. Its epochs, learning rate and "
+                   "tuning are in the tables above; compare them before reading a difference."), ""] \
+            + _comparison_table(vs_e2e) + [""]
     other = sorted({c["wilcoxon_method"] for c in comparisons if c["wilcoxon_p"] is not None} - {"exact"})
     if other:
         lines += ["Wilcoxon p-values use the exact null distribution where the differences have no ties; otherwise: "
