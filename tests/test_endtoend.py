@@ -218,3 +218,5 @@ def test_end_to_end_model_runs_beside_the_ladder_from_the_cli(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "### Each rung against the end-to-end quantum model" in report
     assert "| digits | level 0 | hamembedding (end-to-end) | real | 1 |" in report
+    assert "Classes: hamembedding on digits, digits kept classes 0, 1, 2, 3, 4, 5, 6, 7 only" in report \
+        or "Classes: digits, hamembedding on digits kept classes 0, 1, 2, 3, 4, 5, 6, 7 only" in report

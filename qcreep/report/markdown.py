@@ -227,6 +227,16 @@ def headline_lines(rows: list[dict], comparisons: list[dict] | None = None) -> l
 def _table_notes(rows: list[dict]) -> list[str]:
     """Notes under the terminal table: chance, failed seeds, protocol differences, tuning."""
     notes = []
+    subsets: dict[tuple, list[str]] = {}
+    for r in rows:
+        classes = (r.get("subsets") or {}).get("classes")
+        if classes:
+            subsets.setdefault(tuple(classes), []).append(r["dataset"])
+    for classes, datasets in subsets.items():
+        shown = ", ".join(dict.fromkeys(datasets))
+        notes.append(f"Classes: {shown} kept classes {', '.join(classes)} only (--classes), relabelled in class order "
+                     f"(chance {100 / len(classes):.3g}%); the published numbers are for all classes, so none are "
+                     "compared.")
     near = [r for r in rows if r["near_chance"]]
     if near:
         by_chance: dict[tuple, list[str]] = {}

@@ -293,7 +293,7 @@ def _lr_summary(recs: list[dict], tuning: dict | None) -> tuple[float | None, st
 
 
 def _subsets(config: dict) -> dict:
-    return {k: config.get(k) for k in ("max_train", "max_test") if config.get(k) is not None}
+    return {k: config.get(k) for k in ("max_train", "max_test", "classes") if config.get(k) is not None}
 
 
 def _summarize_group(dataset: str, name: str, angles: str, recs: list[dict]) -> dict:
@@ -341,7 +341,9 @@ def _summarize_group(dataset: str, name: str, angles: str, recs: list[dict]) -> 
 
     fm, fs = _mean_sd(final_test)
     bm, bs = _mean_sd(best_test)
-    pub = published_at_or_before(dataset, level, epochs) if level is not None else None
+    # the published numbers are for all classes of the dataset: a run on a subset (--classes) has none
+    pub_level = level if not _common_config(recs).get("classes") else None
+    pub = published_at_or_before(dataset, pub_level, epochs) if pub_level is not None else None
     pub_epoch, pub_mean, pub_sd = pub if pub is not None else (None, None, None)
 
     per_epoch = []
@@ -349,7 +351,7 @@ def _summarize_group(dataset: str, name: str, angles: str, recs: list[dict]) -> 
         if ep > epochs:
             break
         m, s = float(curve_mean[ep - 1]), float(curve_sd[ep - 1])
-        p = published_at(dataset, level, ep) if level is not None else None
+        p = published_at(dataset, pub_level, ep) if pub_level is not None else None
         per_epoch.append({"epoch": ep, "mean": m, "sd": s,
                           "published_mean": p[0] if p else None, "published_sd": p[1] if p else None,
                           "delta_pp": (m - p[0]) if p else None})
@@ -401,10 +403,10 @@ def _summarize_group(dataset: str, name: str, angles: str, recs: list[dict]) -> 
         "published_mean": pub_mean,
         "published_sd": pub_sd,
         "delta_pp": (fm - pub_mean) if pub_mean is not None else None,
-        "published_jax": published_jax(dataset, level) if level is not None else None,
+        "published_jax": published_jax(dataset, pub_level) if pub_level is not None else None,
         "per_epoch": per_epoch,
         "protocol_differences": _protocol_differences(
-            dataset, level, angles, epochs, config, assignment,
+            dataset, pub_level, angles, epochs, config, assignment,
             validation=have_val, tuned=tuning is not None),
         "config_mismatch": _differing_config_keys(recs, ignore=tuned_keys),
         "subsets": _subsets(config),
