@@ -54,7 +54,12 @@ FINGERPRINT_KEYS = ("dataset", "assignment", "seed", "batch_size", "lr", "optimi
 # Keys added with own models and data: they enter the fingerprint only when they differ from these
 # defaults, so every run of the paper's network on a built-in dataset keeps its hash and file name.
 EXTENDED_FINGERPRINT = {"model": "hybridnet", "model_hash": None, "slots": None, "data_digest": None,
-                        "test_data": None, "target": None, "test_fraction": 0.2, "standardize": True, "classes": None}
+                        "test_data": None, "target": None, "test_fraction": 0.2, "standardize": True, "classes": None,
+                        "structure": None}
+# Structural options of the quantum layer families, offered to every layer factory that names them
+# (amplitude_circuit, angle_reuploading and quanvolution take ``layers``; dressed_circuit and
+# trainable_quanvolution ``depth``; dressed_circuit and angle_reuploading ``width``), with their twins.
+STRUCTURE_KEYS = ("layers", "depth", "width")
 
 
 @dataclass
@@ -90,6 +95,7 @@ class TrainConfig:
     test_fraction: float = 0.2
     standardize: bool = True
     classes: list[str] | None = None
+    structure: dict | None = None
     slots: list[str] | None = None
     twin_of: str | None = None
     label: str | None = None
@@ -137,6 +143,16 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be text, got {value!r}")
         if self.target is not None:
             self.target = str(self.target)
+        if self.structure is not None:
+            if not isinstance(self.structure, dict):
+                raise ConfigError(f"structure must be a mapping of {', '.join(STRUCTURE_KEYS)} to integers, "
+                                  f"got {self.structure!r}")
+            unknown = sorted(set(self.structure) - set(STRUCTURE_KEYS))
+            if unknown:
+                raise ConfigError(f"unknown structural option(s) {', '.join(unknown)}; valid: "
+                                  f"{', '.join(STRUCTURE_KEYS)}")
+            self.structure = {k: check_int(v, k, 1, error=ConfigError) for k, v in sorted(self.structure.items())}
+            self.structure = self.structure or None
         if self.classes is not None:
             try:
                 self.classes = parse_classes(self.classes)
@@ -182,6 +198,7 @@ class TrainConfig:
         values = {k: getattr(self, k) for k in FINGERPRINT_KEYS}
         extended = {"model": self.model, "slots": self.slots, "test_data": self.test_data, "target": self.target,
                     "test_fraction": self.test_fraction, "standardize": self.standardize, "classes": self.classes,
+                    "structure": self.structure,
                     "model_hash": None if self.model == "hybridnet" else self.backbone().structure,
                     "data_digest": None if is_builtin(self.dataset) else info_for(self).digest}
         values.update({k: v for k, v in extended.items() if v != EXTENDED_FINGERPRINT[k]})

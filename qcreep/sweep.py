@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from qcreep.config import TrainConfig
+from qcreep.config import STRUCTURE_KEYS, TrainConfig
 from qcreep.datasources import info_for
 from qcreep.errors import ConfigError, QcreepError
 from qcreep.executors import DataCache, Executor, LocalExecutor, data_key, default_seed_parallel, run_one
@@ -41,7 +41,17 @@ from qcreep.models import (
 )
 from qcreep.records import read_record
 from qcreep.train import build_run_model, preflight
-from qcreep.tuning import TuningSpec, check_tunable, choose, final_config, trial_configs, tuning_dir
+from qcreep.tuning import (
+    TuningSpec,
+    check_tunable,
+    choose,
+    final_config,
+    structural,
+    trial_configs,
+    tuning_dir,
+    with_settings,
+    without,
+)
 
 
 def plan(datasets, *, levels=None, assignments=None, seeds=(0,), angles=("real",), twins: bool = False,
@@ -217,42 +227,98 @@ def folder_records(out_dir, records: list[dict | None]) -> list[dict]:
 def rung_groups(configs: list[TrainConfig], tuned: tuple[str, ...] = ()) -> list[list[TrainConfig]]:
     """Configs grouped by rung and protocol: equal but for the seed and the ``tuned`` settings."""
     groups: dict[str, list[TrainConfig]] = {}
+    fields = [k for k in tuned if k not in STRUCTURE_KEYS]
+    shape = [k for k in tuned if k in STRUCTURE_KEYS]
     for config in configs:
-        neutral = config.replace(seed=0, **{k: getattr(TrainConfig, k) for k in tuned})
+        kept = {k: v for k, v in (config.structure or {}).items() if k not in shape} or None
+        neutral = config.replace(seed=0, structure=kept, **{k: getattr(TrainConfig, k) for k in fields})
         groups.setdefault(neutral.config_hash + neutral.rung_label, []).append(config)
     return list(groups.values())
 
 
 def tune_and_finalise(configs, out_dir, spec: TuningSpec, *, executor, progress, log, data,
                       resume) -> list[TrainConfig]:
-    """Run every rung's trials (resuming finished ones), choose, and return the final configs."""
+    """Run every rung's trials (resuming finished ones), choose, and return the final configs.
+
+    Structural settings (``layers``, ``depth``, ``width``) are tuned for the rungs with quantum layers
+    only; each classical twin then takes the structure its quantum rung chose (so that their
+    parameter counts stay matched) and tunes the other settings, with the same budget as each other.
+    """
     spec.validate()
     check_tunable(configs)
+    shape = structural(spec)
     groups = rung_groups(configs, tuple(spec.grid))
-    trials_of = [trial_configs(group[0], spec) for group in groups]
-    all_trials = [t for trials in trials_of for t in trials]
+    twins = [g for g in groups if shape and g[0].twin_of]
+    first = [g for g in groups if not (shape and g[0].twin_of)]
+    specs = [spec if not shape or _has_quantum(g[0]) else without(spec, shape) for g in first]
     if log is not None:
         seeds = f"seed {spec.seed}" if spec.seeds == 1 else f"the mean over seeds {_seeds_text(spec.seed_list)}"
         log(f"tuning {len(groups)} rung(s) on the validation split: {spec.n_trials} trial(s) x {spec.epochs} "
-            f"epoch(s) each ({', '.join(spec.grid)}), scored by {seeds}")
-    executor.run(all_trials, tuning_dir(out_dir), resume=True, progress=progress, log=log, data=data,
-                 tolerate_divergence=True)
-    finals = []
-    for group, trials in zip(groups, trials_of):
-        block = choose(spec, trials, tuning_dir(out_dir))
+            f"epoch(s) each ({', '.join(spec.grid)}), scored by {seeds}"
+            + (f"; {', '.join(shape)} for the quantum rungs only, their twins following them" if shape else ""))
+    blocks = _tune(first, specs, out_dir, executor=executor, progress=progress, log=log, data=data)
+    finals = [_finals(group, block) for group, block in zip(first, blocks)]
+    if twins:
+        inherited = []
+        for group in twins:
+            rung = _controlled_rung(group[0], first)
+            chosen = blocks[first.index(rung)]["chosen"] if rung is not None and blocks[first.index(rung)] else {}
+            settings = {k: chosen[k] for k in shape if k in chosen}
+            group[:] = [with_settings(c, settings) for c in group]
+            inherited.append((rung, settings))
+        rest = without(spec, shape)
+        twin_blocks = _tune(twins, [rest] * len(twins), out_dir, executor=executor, progress=progress, log=log,
+                            data=data)
+        for group, block, (rung, settings) in zip(twins, twin_blocks, inherited):
+            if block is not None:
+                block["inherited"] = {"from": rung[0].rung_label if rung else None, "settings": settings}
+            finals.append(_finals(group, block))
+    return [c for group in finals for c in group]
+
+
+def _has_quantum(config: TrainConfig) -> bool:
+    return is_quantum_assignment(config.backbone(), config.assignment)
+
+
+def _controlled_rung(twin: TrainConfig, groups):
+    """The group of the quantum rung a twin controls (its real-angle runs where there are several)."""
+    matches = [g for g in groups if g[0].dataset == twin.dataset and g[0].rung_label == twin.twin_of
+               and not g[0].twin_of]
+    return next((g for g in matches if g[0].angles == "real"), matches[0] if matches else None)
+
+
+def _finals(group: list[TrainConfig], block: dict | None) -> list[TrainConfig]:
+    if block is None:
+        return list(group)
+    return [final_config(c, block, c.seed, c.epochs) for c in group]
+
+
+def _tune(groups, specs, out_dir, *, executor, progress, log, data) -> list[dict | None]:
+    """The tuning block of each group under its spec (None where a group has nothing to tune)."""
+    trials_of = [trial_configs(group[0], sp) if sp is not None else [] for group, sp in zip(groups, specs)]
+    all_trials = [t for trials in trials_of for t in trials]
+    if all_trials:
+        executor.run(all_trials, tuning_dir(out_dir), resume=True, progress=progress, log=log, data=data,
+                     tolerate_divergence=True)
+    blocks = []
+    for group, sp, trials in zip(groups, specs, trials_of):
+        if sp is None:
+            blocks.append(None)
+            continue
+        block = choose(sp, trials, tuning_dir(out_dir))
         base = group[0]
-        seeds = "" if spec.seeds == 1 else f"_seeds{spec.seeds}"
+        seeds = "" if sp.seeds == 1 else f"_seeds{sp.seeds}"
         name = f"{_stem(base)}_{base.angles}_{trials[0].config_hash}{seeds}.json"
         atomic_write_json(tuning_dir(out_dir) / name,
                           {"dataset": base.dataset, "label": base.rung_label, "angles": base.angles, **block})
         if log is not None:
             chosen = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in block["chosen"].items())
             score = next(c["val_acc"] for c in block["candidates"] if c["settings"] == block["chosen"])
-            over = "" if spec.seeds == 1 else f", mean over seeds {_seeds_text(spec.seed_list)}"
+            over = "" if sp.seeds == 1 else f", mean over seeds {_seeds_text(sp.seed_list)}"
             log(f"[{base.dataset} {base.rung_label} {base.angles}] tuned on validation: {chosen} "
                 f"(best val acc {100 * score:.2f}%{over})")
-        finals += [final_config(c, block, c.seed, c.epochs) for c in group]
-    return finals
+        blocks.append(block)
+    return blocks
 
 
 def _seeds_text(seeds: list[int]) -> str:

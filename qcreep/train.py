@@ -116,7 +116,7 @@ def layer_options(config: TrainConfig) -> dict:
     """The options every layer factory is offered (each takes those it names)."""
     return {"angles": config.angles, "n_reps": config.n_reps, "n_qubits": config.n_qubits,
             "output_scale": config.output_scale, "bias_init": config.bias_init, "solver": config.solver,
-            "dtype": DTYPES[config.dtype], "device": check_device(config.device)}
+            "dtype": DTYPES[config.dtype], "device": check_device(config.device), **(config.structure or {})}
 
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,

@@ -27,7 +27,7 @@ tuning seeds is raised). A trial whose loss diverges is kept as ``"status": "div
 below every trial that did not.
 
 Example:
-    >>> from qcreep.config import TrainConfig
+    >>> from qcreep.config import STRUCTURE_KEYS, TrainConfig
     >>> from qcreep.tuning import TuningSpec, trial_configs
     >>> spec = TuningSpec.default(epochs=5)
     >>> spec.n_trials, spec.grid["lr"][0], spec.grid["lr"][-1]
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcreep.checks import check_choice, check_int, check_number
-from qcreep.config import TrainConfig
+from qcreep.config import STRUCTURE_KEYS, TrainConfig
 from qcreep.errors import ConfigError
 from qcreep.layers.reupload import BIAS_INITS, OUTPUT_SCALES
 from qcreep.records import read_record, record_path, write_record
@@ -58,6 +58,11 @@ TUNABLE = {
     "bias_init": BIAS_INITS,
     "batch_size": (50, 100, 200, 500),
     "n_reps": (1, 3, 10),
+    # the families' structure (qcreep.config.STRUCTURE_KEYS): tuned for rungs with quantum layers only;
+    # a classical twin takes the structure its quantum rung chose, so their parameter counts stay matched
+    "layers": (1, 2, 4),
+    "depth": (2, 4, 6),
+    "width": (4, 6, 8),
 }
 METRIC = "best validation accuracy within the trial (lower validation loss breaks ties)"
 TUNING_DIR = "tuning"
@@ -97,6 +102,9 @@ class TuningSpec:
             if name == "lr":
                 self.grid[name] = tuple(check_number(v, "a learning rate in the tuning grid", error=ConfigError)
                                         for v in values)
+            if name in STRUCTURE_KEYS:
+                self.grid[name] = tuple(check_int(v, f"a value of {name} in the tuning grid", 1, error=ConfigError)
+                                        for v in values)
         self.epochs = check_int(self.epochs, "tuning epochs", 1, error=ConfigError)
         self.seed = check_int(self.seed, "tuning seed", 0, error=ConfigError)
         self.seeds = check_int(self.seeds, "tune_seeds (seeds per tuning trial)", 1, error=ConfigError)
@@ -135,8 +143,28 @@ def trial_configs(base: TrainConfig, spec: TuningSpec) -> list[TrainConfig]:
     Each is ``base`` with the point's settings and the budget's epochs and seed; ``extra["trial"]``
     holds the point, which marks the run as a trial (it scores no test split).
     """
-    return [base.replace(**point, epochs=spec.epochs, seed=seed, tuning=None, extra={"trial": point})
+    return [with_settings(base, point, epochs=spec.epochs, seed=seed, tuning=None, extra={"trial": point})
             for point in spec.points() for seed in spec.seed_list]
+
+
+def with_settings(config: TrainConfig, settings: dict, **changes) -> TrainConfig:
+    """``config`` with tuned ``settings``: config fields set, structural options merged into ``structure``."""
+    fields = {k: v for k, v in settings.items() if k not in STRUCTURE_KEYS}
+    shape = {k: v for k, v in settings.items() if k in STRUCTURE_KEYS}
+    if shape:
+        changes["structure"] = {**(config.structure or {}), **shape}
+    return config.replace(**fields, **changes)
+
+
+def structural(spec: TuningSpec) -> tuple[str, ...]:
+    """The structural settings a spec tunes."""
+    return tuple(k for k in spec.grid if k in STRUCTURE_KEYS)
+
+
+def without(spec: TuningSpec, names) -> TuningSpec | None:
+    """``spec`` without the settings ``names`` (None when nothing is left to search)."""
+    grid = {k: v for k, v in spec.grid.items() if k not in names}
+    return TuningSpec(grid, spec.epochs, spec.seed, spec.seeds) if grid else None
 
 
 def tuning_dir(out_dir) -> Path:
@@ -203,4 +231,4 @@ def choose(spec: TuningSpec, trials: list[TrainConfig], trial_dir) -> dict:
 
 def final_config(base: TrainConfig, block: dict, seed: int, epochs: int) -> TrainConfig:
     """A final run of the rung with the chosen settings and the tuning block in its record."""
-    return base.replace(**block["chosen"], seed=seed, epochs=epochs, tuning=block)
+    return with_settings(base, block["chosen"], seed=seed, epochs=epochs, tuning=block)

@@ -96,3 +96,68 @@ def test_cli_bad_choice_is_exit_2_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--quantum dense=conv2d" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+# --- the families' structure: fixed (--structure) and tuned (--tune depth ...) ------------------
+
+
+def test_structure_reaches_the_layers_and_the_fingerprint():
+    from qcreep.config import TrainConfig
+    from qcreep.train import build_run_model
+
+    plain = TrainConfig(dataset="digits", level=None, assignment="head=dressed_circuit").validate()
+    deep = TrainConfig(dataset="digits", level=None, assignment="head=dressed_circuit",
+                       structure={"depth": 3}).validate()
+    assert "structure" not in plain.fingerprint() and deep.fingerprint()["structure"] == {"depth": 3}
+    assert plain.run_id != deep.run_id
+    head = build_run_model(deep).head
+    assert head.depth == 3
+    twin = TrainConfig(dataset="digits", level=None, assignment="head=dressed_twin", structure={"depth": 3}).validate()
+    assert sum(p.numel() for p in build_run_model(twin).head.parameters()) == head.num_parameters
+
+
+@pytest.mark.parametrize("structure, match", [
+    ({"depht": 3}, "unknown structural option"),
+    ({"depth": 0}, "depth"),
+    ("depth=3", "structure must be a mapping"),
+])
+def test_bad_structure_is_a_config_error(structure, match):
+    from qcreep.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(dataset="digits", structure=structure).validate()
+
+
+def test_structural_tuning_is_for_quantum_rungs_and_twins_follow_them(tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    code = main(["run", "--data", "digits", "--levels", "0", "--assign", "head=dressed_circuit",
+                 "--tune", "lr", "depth", "--tune-epochs", "1", "--lr-grid", "3e-3", "1e-2", "--epochs", "1",
+                 "--seeds", "1", "--max-train", "200",
+                 "--max-test", "60", "--threads", "1", "--no-progress", "--out", str(out)])
+    assert code == 0
+    recs = {r["label"]: r for r in (json.loads(p.read_text()) for p in (out / "records").glob("*.json"))}
+    quantum = recs["conv1=conv2d,conv2=conv2d,head=dressed_circuit"]
+    twin = recs["conv1=conv2d,conv2=conv2d,head=dressed_circuit twin"]
+    level0 = recs["level 0"]
+    assert len(quantum["tuning"]["candidates"]) == 6                     # lr x depth
+    assert len(level0["tuning"]["candidates"]) == 2                      # nothing structural to tune
+    assert len(twin["tuning"]["candidates"]) == 2                        # lr only, depth inherited
+    depth = quantum["tuning"]["chosen"]["depth"]
+    assert quantum["config"]["structure"] == {"depth": depth} == twin["config"]["structure"]
+    assert twin["tuning"]["inherited"] == {"from": quantum["label"], "settings": {"depth": depth}}
+    assert twin["n_params"] == quantum["n_params"]
+
+
+def test_fixed_structure_from_the_cli(tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    assert main(["run", "--data", "digits", "--assign", "head=dressed_circuit", "--structure", "depth=2,width=3",
+                 "--no-twins", "--no-tune", "--epochs", "1", "--seeds", "1", "--max-train", "100", "--max-test", "50",
+                 "--threads", "1", "--no-progress", "--out", str(out)]) == 0
+    rec = json.loads(next((out / "records").glob("*.json")).read_text())
+    assert rec["config"]["structure"] == {"depth": 2, "width": 3}
+    assert main(["run", "--data", "digits", "--structure", "depth", "--out", str(tmp_path / "bad"),
+                 "--no-progress"]) == 2

@@ -36,7 +36,7 @@ SWEEP_KEYS = {
     "shots": (int, True), "noise": (float, True), "shot_seed": (int, False), "diagnose": (bool, False),
     "model": (str, False), "test_data": (str, False), "target": (str, False), "test_fraction": (float, False),
     "standardize": (bool, False), "slots": (str, True), "rungs": (str, False), "classes": (str, True),
-    "quantum": (str, True),
+    "quantum": (str, True), "structure": (str, True),
 }
 RUNGS = ("cumulative", "single", "all")
 DEFAULTS = {"datasets": ["digits"], "levels": None, "assign": None, "all_assignments": False, "seeds": 6,
@@ -93,6 +93,10 @@ def add_parser(sub) -> None:
                           "e.g. dense=dressed_circuit,conv=quanvolution (default: paper, the paper's pair). Several "
                           "choices plan every rung once per choice, each with its twin: one ladder comparing families "
                           "(qcreep list shows the layers)")
+    run.add_argument("--structure", nargs="+", metavar="KEY=N",
+                     help="structural options of the quantum families and their twins: layers=N (amplitude_circuit, "
+                          "angle_reuploading, quanvolution), depth=N (dressed_circuit, trainable_quanvolution), "
+                          "width=N (dressed_circuit, angle_reuploading); default: each family's own")
     run.add_argument("--all-assignments", action="store_true", default=None,
                      help="every classical/quantum assignment of the slots, all-classical to all-quantum")
     twins = run.add_mutually_exclusive_group()
@@ -111,7 +115,8 @@ def add_parser(sub) -> None:
     tune = run.add_mutually_exclusive_group()
     tune.add_argument("--tune", nargs="+", metavar="SETTING",
                       help="settings tuned on the validation split with the same budget for every rung: lr "
-                           "(default), output_scale, bias_init, batch_size, n_reps")
+                           "(default), output_scale, bias_init, batch_size, n_reps; the families' structure layers, "
+                           "depth, width (tuned for quantum rungs; each twin takes its rung's choice)")
     tune.add_argument("--no-tune", dest="tune", action="store_const", const=[],
                       help="no tuning: use --lr (default 5e-4) for every rung")
     run.add_argument("--tune-epochs", type=positive_int, metavar="N",
@@ -294,6 +299,22 @@ def run_settings(args) -> dict:
     return settings
 
 
+def parse_structure(items) -> dict:
+    """``["depth=4", "layers=2"]`` (or ``"depth=4,layers=2"``) -> ``{"depth": 4, "layers": 2}``."""
+    from qcreep.errors import ConfigError
+
+    if isinstance(items, dict):
+        return items
+    out = {}
+    for item in [items] if isinstance(items, str) else items:
+        for part in filter(None, (p.strip() for p in str(item).split(","))):
+            key, eq, value = (x.strip() for x in part.partition("="))
+            if not eq or not value.lstrip("-").isdigit():
+                raise ConfigError(f"a structural option looks like KEY=N (e.g. depth=4), got '{part}'")
+            out[key] = int(value)
+    return out
+
+
 def cmd_run(args) -> int:
     from qcreep.config import TrainConfig
     from qcreep.executors import make_executor
@@ -305,6 +326,8 @@ def cmd_run(args) -> int:
 
     settings = run_settings(args)
     fields = {k: settings[k] for k in RUN_FIELDS if settings.get(k) is not None}
+    if settings.get("structure"):
+        fields["structure"] = parse_structure(settings["structure"])
     assignments = list(settings.get("assign") or [])
     rungs = "all" if settings.get("all_assignments") else settings.get("rungs")
     if rungs:
