@@ -157,3 +157,130 @@ def test_wrong_input_shape_is_one_line():
 def test_docstring_examples():
     result = doctest.testmod(resources, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ---------------------------------------------------------------- the newer layer families
+
+
+def family_model():
+    from qcreep.layers import AmplitudeCircuit, AngleReuploading, DressedCircuit, Quanvolution, TrainableQuanvolution
+
+    torch.manual_seed(5)
+    return torch.nn.Sequential(
+        TrainableQuanvolution(1, 2, kernel_size=2, dtype=F64),       # 4 qubits, 7x7 positions
+        Quanvolution(2, 2, kernel_size=(1, 3), stride=2, circuit_seed=3, dtype=F64),  # 3 qubits
+        torch.nn.Flatten(),
+        DressedCircuit(2 * 4 * 3, 5, width=3, depth=2, dtype=F64),
+        AngleReuploading(5, 4, layers=3, dtype=F64),
+        AmplitudeCircuit(4, 3, dtype=F64))
+
+
+def _layer_inputs(model, x):
+    captured = {}
+    def recorder(name):
+        def hook(module, args):
+            captured.setdefault(name, args[0][0])  # returns None: the input is not replaced
+        return hook
+
+    hooks = [m.register_forward_pre_hook(recorder(name))
+             for name, m in model.named_modules() if name and not isinstance(m, torch.nn.Flatten)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return captured
+
+
+def test_family_rows_count_the_circuits_the_layers_return():
+    model = family_model()
+    rows = estimate_resources(model, (1, 8, 8), precision=0.05, transpile=False)
+    assert [(r["slot"], r["layer"], r["qubits"]) for r in rows] == [
+        ("0", "trainable_quanvolution", 4), ("1", "quanvolution", 3), ("3", "dressed_circuit", 3),
+        ("4", "angle_reuploading", 4), ("5", "amplitude_circuit", 2)]
+    inputs = _layer_inputs(model, torch.rand(1, 1, 8, 8, dtype=F64))
+    for row in rows:
+        layer = model.get_submodule(row["slot"])
+        circuits = layer.circuits(inputs[row["slot"]])
+        assert row["executions_per_image"] == len(circuits)
+        for circuit in circuits:
+            one = sum(len(g.qubits) == 1 for g in circuit.gates)
+            two = sum(len(g.qubits) == 2 for g in circuit.gates)
+            assert all(len(g.qubits) <= 2 for g in circuit.gates)
+            prep = 0 if circuit.initial is None else circuit.initial.numel()
+            assert row["circuit_gates"] == {"one_qubit": one, "two_qubit": two, "state_preparation": prep}
+        assert row["shots_per_image"] == row["executions_per_image"] * row["shots_per_execution"]
+        assert row["two_qubit_gates"] is None and "transpile=False" in " ".join(row["notes"])
+    text = format_resources(rows)
+    assert "| 3 | dressed_circuit | 3 | 3 |" in text and "2-amplitude" not in text and "4-amplitude" in text
+
+
+def _max_output_variance(layer, x, shots):
+    """The largest exact variance over the layer's outputs of the shot estimate, noise-free, for inputs ``x``."""
+    from qcreep.layers import AmplitudeCircuit, AngleReuploading, DressedCircuit
+
+    with torch.no_grad():
+        if isinstance(layer, DressedCircuit):
+            z = layer.expectations(x)
+            return float(((1 - z**2) @ layer.post.weight.square().T).max()) / shots
+        if isinstance(layer, AmplitudeCircuit):
+            p = layer.probabilities(x)
+            return float(layer.log_scale.exp()) ** 2 * float((p * (1 - p)).max()) / shots
+        if isinstance(layer, AngleReuploading):
+            return float(layer.log_scale.exp()) ** 2 * float((1 - layer.expectations(x) ** 2).max()) / shots
+        patches = layer._patches(x)[0]  # (B, P, C, n)
+        probs = layer.states(patches) ** 2  # (B, P, C, 2^n)
+        index = torch.arange(2**layer.n_qubits)
+        signs = torch.stack([1 - 2 * ((index >> (layer.n_qubits - 1 - q)) & 1) for q in range(layer.n_qubits)],
+                            -1).to(F64)
+        z = probs @ signs
+        second = torch.einsum("bpcj,ji,jk->bpcik", probs, signs, signs)
+        cov = second - z[..., :, None] * z[..., None, :]
+        w = layer.mix_weight.reshape(layer.out_channels, layer.in_channels, layer.n_qubits)
+        var = torch.einsum("oci,bpcik,ock->bpo", w, cov, w)
+        return float(var.max()) / shots
+
+
+def test_family_shots_reach_the_precision():
+    model = family_model()
+    eps = 0.05
+    rows = {r["slot"]: r for r in estimate_resources(model, (1, 8, 8), precision=eps, transpile=False)}
+    captured = {}
+
+    def recorder(name):
+        def hook(module, args):
+            captured[name] = args[0]
+        return hook
+
+    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in model.named_modules() if name in rows]
+    with torch.no_grad():
+        model(torch.rand(6, 1, 8, 8, dtype=F64) * 2 - 1)
+    for h in hooks:
+        h.remove()
+    assert set(captured) == set(rows)
+    for slot, row in rows.items():
+        layer, shots = model.get_submodule(slot), row["shots_per_execution"]
+        variance = _max_output_variance(layer, captured[slot], shots)
+        assert 0 < variance <= eps**2 * (1 + 1e-9), slot
+        # the shots are those of the formula (module docstring)
+        assert resources.family_shots(layer, eps) == shots and shots > 1
+    dressed = model.get_submodule("3")
+    bound = float(dressed.post.weight.detach().square().sum(1).max())
+    assert rows["3"]["shots_per_execution"] == math.ceil(bound / eps**2 - 1e-9)
+    amplitude = model.get_submodule("5")
+    assert rows["5"]["shots_per_execution"] == probability_shots(eps, float(amplitude.log_scale.detach().exp()))
+
+
+def test_family_transpiled_counts_are_generic_and_cached():
+    pytest.importorskip("qiskit")
+    resources._TRANSPILED.clear()
+    rows = estimate_resources(family_model(), (1, 8, 8), precision=0.05)
+    for row in rows:
+        listed = row["circuit_gates"]["two_qubit"]
+        assert row["cached"] is False and row["depth"] > 0 and row["transpile_seconds"] >= 0
+        if row["circuit_gates"]["state_preparation"]:
+            assert row["two_qubit_gates"] >= listed  # plus the synthesised state preparation
+        else:
+            assert row["two_qubit_gates"] == listed  # each CNOT or CZ becomes one CX
+    again = estimate_resources(family_model(), (1, 8, 8), precision=0.05)
+    assert all(r["cached"] for r in again)
+    assert [r["two_qubit_gates"] for r in again] == [r["two_qubit_gates"] for r in rows]

@@ -85,6 +85,7 @@ def cmd_evaluate(args) -> int:
         run_ids = None
         if args.seeds is not None:
             run_ids = {r["run_id"] for r in records if r.get("seed") in set(args.seeds)}
+        check_noise_support(args.results_dir, spec, run_ids)
         results = evaluate_folder(args.results_dir, spec, run_ids=run_ids, log=log)
         if not results:
             raise QcreepError(f"no complete quantum run with a checkpoint under {args.results_dir}; train one with "
@@ -93,6 +94,30 @@ def cmd_evaluate(args) -> int:
     print_hardware(results)
     print(f"\nreport: {paths['report']}", file=sys.stderr)
     return 0
+
+
+def check_noise_support(out_dir, spec, run_ids=None) -> None:
+    """Before anything is evaluated: every noise level of ``spec`` can be simulated for every run to evaluate.
+
+    A layer too large for the exact noisy simulation (e.g. an amplitude circuit on 14 qubits) raises
+    its one-line :class:`QcreepError` here, naming the run, rather than after the exact and shot scores.
+    """
+    from qcreep.errors import QcreepError
+    from qcreep.hardware.execution import Execution, executed
+    from qcreep.trained import load_trained, trained_runs
+
+    if not spec.noise:
+        return
+    for ckpt in trained_runs(out_dir):
+        if run_ids is not None and ckpt.stem not in run_ids:
+            continue
+        run = load_trained(ckpt)
+        if run.config.angles != "real":
+            continue  # evaluate_folder skips it: no physical circuit
+        try:
+            executed(run.model, Execution(noise=max(spec.noise), seed=spec.seed))
+        except QcreepError as err:
+            raise QcreepError(f"run {run.config.run_id}: {err}") from None
 
 
 def _layer_input(run, slot: str, image: int):
@@ -139,7 +164,7 @@ def cmd_export(args) -> int:
     else:
         options = {"measure": args.measure}
     if args.format == "qasm3":
-        if getattr(layer, "n_qubits", 2) >= 6:
+        if layer.__class__.__name__ == "DataReUploadingLinear" and layer.n_qubits >= 6:
             log(f"decomposing {2 * layer.n_reps} generic {2 ** layer.n_qubits}x{2 ** layer.n_qubits} unitaries into "
                 "cx, rz, sx, x: this takes a while and the text is large")
         text = export.to_qasm3(layer, x, **options)
@@ -155,10 +180,15 @@ def cmd_export(args) -> int:
             atomic_save(Path(args.output), lambda tmp: _dump_qpy(qpy, circuit, tmp))
         else:
             print(circuit.draw(output="text", fold=-1))
-    readout = export.readout_parameters(layer, **({"out_channel": args.channel[0]} if "out_channel" in options
-                                                  else {}))
+    if layer.__class__.__name__ in ("FlippedQuanv3x3", "DataReUploadingLinear"):
+        readout = _readout_text(export.readout_parameters(layer, **({"out_channel": args.channel[0]}
+                                                                    if "out_channel" in options else {})))
+    else:
+        count = len(layer.circuits(x))
+        readout = (f"the first of its {count} circuits for this input; the output follows from their measured "
+                   f"values by {layer.__class__.__name__}.from_measurements")
     log(f"{run.config.run_id} {args.layer}: {layer.__class__.__name__} on test image {args.image}; "
-        f"readout {_readout_text(readout)}" + (f"; written {args.output}" if args.output else ""))
+        f"readout {readout}" + (f"; written {args.output}" if args.output else ""))
     return 0
 
 

@@ -15,14 +15,16 @@ says how the quantum layers should be evaluated instead:
 * ``seed``: the seed of the shot sampling. Each image of each quantum layer has its own random
   stream, seeded from ``(seed, layer index, image index)``, so the draws do not depend on the batch
   size (the results agree across batch sizes to rounding); they depend on the order of the images.
-* ``shots_mode``: ``"auto"``, ``"exact"`` or ``"gaussian"``, how the quanvolution's shot noise is
-  drawn (:mod:`qcreep.hardware.shots`).
+* ``shots_mode``: ``"auto"``, ``"exact"`` or ``"gaussian"``, how the flipped quanvolution's shot
+  noise is drawn (:mod:`qcreep.hardware.shots`). The other layers are always sampled exactly.
 
 :func:`executed` returns a module computing the model's function with every quantum layer
-(``FlippedQuanv3x3``, ``DataReUploadingLinear``) evaluated under the execution and every other
-layer unchanged. It shares the model's parameters. :func:`evaluate_execution` measures loss and
-accuracy under one execution; :func:`evaluate_grid` sweeps accuracy against shots and against the
-error rate.
+(``FlippedQuanv3x3``, ``DataReUploadingLinear``, and the newer families ``DressedCircuit``,
+``AngleReuploading``, ``AmplitudeCircuit``, ``Quanvolution``, ``TrainableQuanvolution``, whose
+blocks, exact noisy simulation, shot models and limits are in :mod:`qcreep.hardware.families`)
+evaluated under the execution and every other layer unchanged. It shares the model's parameters.
+:func:`evaluate_execution` measures loss and accuracy under one execution; :func:`evaluate_grid`
+sweeps accuracy against shots and against the error rate.
 
 Finite shots and noise are only defined for circuits of unitary gates: a layer with complex angles
 (the published code's non-physical mode) is refused unless the execution is exact.
@@ -57,6 +59,7 @@ from torch import nn
 from qcreep.checks import check_choice, check_int
 from qcreep.creep import quantum_layers
 from qcreep.errors import QcreepError
+from qcreep.hardware.families import FAMILY_LAYERS, check_execution, family_forward
 from qcreep.hardware.noise import (
     check_noise,
     diagonal_probabilities,
@@ -64,6 +67,7 @@ from qcreep.hardware.noise import (
     quanv_kernel,
     reupload_density_matrices,
 )
+from qcreep.hardware.sampling import stream_keys
 from qcreep.hardware.shots import (
     MAX_SHOTS,
     SHOTS_MODES,
@@ -84,7 +88,7 @@ DEFAULT_NOISE = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
 # images per batch of density matrices in the noisy re-uploading head (128 x 128 complex64 matrices
 # at n = 7: 128 KiB each)
 DENSITY_CHUNK = 64
-QUANTUM_LAYERS = (FlippedQuanv3x3, DataReUploadingLinear)
+QUANTUM_LAYERS = (FlippedQuanv3x3, DataReUploadingLinear, *FAMILY_LAYERS)
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,13 @@ class Execution:
         return ", ".join(parts) or "exact"
 
 
+def _angle_mode(layer) -> str:
+    """``"real"`` or ``"complex"``: the paper's layers say so in ``angles``; the other layers are always real
+    (``AngleReuploading.angles`` is a method, not a mode)."""
+    mode = getattr(layer, "angles", "real")
+    return mode if isinstance(mode, str) else "real"
+
+
 def _real_dtype(param: torch.Tensor) -> torch.dtype:
     return param.real.dtype if param.is_complex() else param.dtype
 
@@ -150,7 +161,9 @@ class ExecutedLayer(nn.Module):
     """One quantum layer evaluated under an :class:`Execution` (holds the layer, shares its parameters).
 
     ``images_seen`` counts the images given since construction or :meth:`reset`; image ``i`` of
-    this layer draws its shots from the stream ``(seed, layer_index, i)``.
+    this layer draws its shots from the stream ``(seed, layer_index, i)``: a ``torch.Generator`` for
+    the paper's two layers, the counter-based stream of :mod:`qcreep.hardware.sampling` for the
+    newer families (all images of a batch at once).
     """
 
     def __init__(self, layer: nn.Module, execution: Execution, layer_index: int):
@@ -158,10 +171,13 @@ class ExecutedLayer(nn.Module):
         if not isinstance(layer, QUANTUM_LAYERS):
             raise QcreepError(f"no shot or noise model for layer {type(layer).__name__}; supported: "
                               f"{', '.join(c.__name__ for c in QUANTUM_LAYERS)}")
+        if isinstance(layer, FAMILY_LAYERS):
+            check_execution(layer, execution)
         self.layer = layer
         self.execution = execution
         self.layer_index = layer_index
         self.images_seen = 0
+        self._cache: dict = {}  # noisy observables of a family layer, until its parameters change
 
     def reset(self) -> None:
         """Start the shot streams again from image 0."""
@@ -172,10 +188,18 @@ class ExecutedLayer(nn.Module):
         self.images_seen += count
         return gens
 
+    def _stream_keys(self, count: int) -> torch.Tensor:
+        """The stream keys (:func:`qcreep.hardware.sampling.stream_keys`) of the next ``count`` images."""
+        keys = stream_keys(self.execution.seed, self.layer_index, self.images_seen, count)
+        self.images_seen += count
+        return keys
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _require_no_grad("an executed layer")
         if self.execution.exact:
             return self.layer(x)
+        if isinstance(self.layer, FAMILY_LAYERS):
+            return family_forward(self.layer, x, self.execution, self._stream_keys, self._cache)
         if isinstance(self.layer, DataReUploadingLinear):
             return self._reupload(x)
         return self._quanv(x)
@@ -270,14 +294,16 @@ def _rebuild(module: nn.Module, wrappers: dict[int, nn.Module]) -> nn.Module:
 def executed(model: nn.Module, execution: Execution) -> ExecutedModel:
     """``model`` with every quantum layer evaluated under ``execution``; inference only.
 
-    Every ``FlippedQuanv3x3`` and ``DataReUploadingLinear`` among ``model.named_modules()``
-    (``model`` itself included) is wrapped in an :class:`ExecutedLayer`, numbered in that order for
-    the shot streams; the other modules are used as they are. Parameters are shared, not copied:
-    later changes to the model's parameters show in the executed model. Call it under
-    ``torch.no_grad()``. With ``Execution()`` it computes exactly what ``model`` computes.
+    Every quantum layer with a shot and noise model (:data:`QUANTUM_LAYERS`) among
+    ``model.named_modules()`` (``model`` itself included) is wrapped in an :class:`ExecutedLayer`,
+    numbered in that order for the shot streams; the other modules are used as they are. Parameters
+    are shared, not copied: later changes to the model's parameters show in the executed model. Call
+    it under ``torch.no_grad()``. With ``Execution()`` it computes exactly what ``model`` computes.
 
-    Raises :class:`QcreepError` for a layer with complex angles (unless the execution is exact) and
-    for a model built by qcreep holding a quantum layer with no shot or noise model.
+    Raises :class:`QcreepError` for a layer with complex angles (unless the execution is exact), for
+    a model built by qcreep holding a quantum layer with no shot or noise model, and for a layer
+    whose noise cannot be simulated exactly (:func:`qcreep.hardware.families.check_execution`: more
+    than 10 qubits, for example), before anything is computed.
     """
     if not isinstance(execution, Execution):
         raise QcreepError(f"executed takes an Execution, got {type(execution).__name__}")
@@ -291,7 +317,7 @@ def executed(model: nn.Module, execution: Execution) -> ExecutedModel:
                 raise QcreepError(f"slot '{name}' holds {type(layer).__name__}, which has no shot or noise "
                                   f"model; supported: {', '.join(c.__name__ for c in QUANTUM_LAYERS)}")
         for name, layer in found:
-            if getattr(layer, "angles", "real") != "real":
+            if _angle_mode(layer) != "real":
                 raise QcreepError(f"layer '{name or type(layer).__name__}' has complex angles (non-unitary "
                                   f"gates): shots and noise are only defined for angles='real'")
     wrappers = {id(m): ExecutedLayer(m, execution, index) for index, (_, m) in enumerate(found)}

@@ -22,6 +22,9 @@ Where the channels sit (the same places in the exported circuits):
   channels.
 * ``FlippedQuanv3x3``: ``D_p`` on both qubits after the ``SU(4)(theta_oc)`` gate.
 
+The newer layer families (dressed, angle, amplitude, quanvolution) place and simulate their
+channels in :mod:`qcreep.hardware.families`.
+
 Cost. A layer of channels (one on every qubit) is applied to a batch of ``2**n x 2**n`` density
 matrices in the Pauli basis, where it is diagonal: two Walsh-Hadamard products of size ``2**n``
 and two gathers per matrix (:func:`depolarize`), never a dense ``4**n x 4**n`` superoperator. A

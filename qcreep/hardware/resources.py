@@ -1,8 +1,9 @@
 r"""What the quantum layers of a model would take on a device: qubits, circuits, gates, depth, shots.
 
 :func:`estimate_resources` gives one dict per quantum layer of a model (a
-:class:`~qcreep.layers.FlippedQuanv3x3` or :class:`~qcreep.layers.DataReUploadingLinear`, found by
-type among the model's modules), and :func:`format_resources` a Markdown table of them.
+:class:`~qcreep.layers.FlippedQuanv3x3`, a :class:`~qcreep.layers.DataReUploadingLinear`, or a layer of
+one of the newer families below, found by type among the model's modules), and
+:func:`format_resources` a Markdown table of them. Any other quantum layer is a one-line error.
 
 **Circuit executions per image.**
 
@@ -51,6 +52,36 @@ quant-ph/0308033 and quant-ph/0406176); a two-qubit state ``SU(4)|00>`` needs 1 
 
 Total shots per image = circuit executions per image x shots per execution.
 
+**The newer families** (:class:`~qcreep.layers.DressedCircuit`, :class:`~qcreep.layers.AngleReuploading`,
+:class:`~qcreep.layers.AmplitudeCircuit`, :class:`~qcreep.layers.Quanvolution`,
+:class:`~qcreep.layers.TrainableQuanvolution`; rows by :func:`family_row`). Their circuits are those of
+:meth:`~qcreep.layers.QuantumLayer.circuits`, measured as in :mod:`qcreep.hardware.families`. With
+``n`` qubits, ``D`` / ``L`` layers, ``G = ceil(in / 3)`` upload groups, ``C_in`` input channels and
+``H' W'`` output positions, and the gates of one circuit as :func:`circuit_gates` counts them:
+
+- ``dressed_circuit``: ``n`` circuits per input (circuit ``i`` measures ``Z_i``); per circuit
+  ``2n + Dn`` one-qubit gates and ``D (n - 1)`` CNOTs; ``S = ceil(max_o sum_i W_oi^2 / eps^2)``.
+- ``angle_reuploading``: 1 circuit; ``L (G + n)`` one-qubit gates and ``L |ring|`` CZs;
+  ``S = ceil(s^2 / eps^2)``.
+- ``amplitude_circuit``: 1 circuit; a state preparation of ``2^n`` amplitudes, ``L n`` one-qubit
+  gates and ``L |ring|`` CNOTs; ``S = ceil(s^2 / (4 eps^2))``.
+- ``quanvolution``, ``trainable_quanvolution``: ``H' W' C_in`` circuits per input (one per
+  position and channel); ``n + L n`` one-qubit gates and the CNOTs of the ``L`` layers;
+  ``S = ceil(max_o sum_c (sum_i |W_o,ci|)^2 / eps^2)``.
+
+(``|ring|`` is ``n`` for ``n >= 3``, 1 for the CZ ring and 2 for the CNOT ring on 2 qubits, 0 on one;
+the fixed quanvolution's ladders have ``n - 1`` CNOTs per layer, the trainable one's rings ``|ring|``.)
+The shot formulas bound the variance of each output. Dressed: ``y_o = sum_i W_oi z_i + b_o`` with
+each ``z_i`` from its own circuit, ``Var(z_i) = (1 - <Z_i>^2) / S <= 1 / S``. Angle: ``y_j = s z_j + c_j``,
+``Var <= s^2 / S`` (``s = exp(a)``, the learned scale). Amplitude: ``y_j = s p_j + b_j``,
+``Var = s^2 p_j (1 - p_j) / S <= s^2 / (4 S)``. Quanvolution: the channels' circuits are independent,
+and within one circuit the single-shot value of ``sum_i W_o,ci (+-1)_i`` lies in
+``[-sum_i |W_o,ci|, sum_i |W_o,ci|]``, so its variance is at most ``(sum_i |W_o,ci|)^2``. The
+transpiled counts come from one circuit (the first of :meth:`circuits`, for a seeded random input),
+translated by :func:`qcreep.hardware.export.program_to_qiskit` and transpiled as above, cached per
+``(family, structure, basis, level, seed)``; the amplitude circuit's count includes Qiskit's
+synthesis of the ``2^n``-amplitude state preparation.
+
 Qiskit is optional: without it the analytic fields are filled and the transpiled ones are ``None``,
 with a note to ``pip install "qcreep[hardware]"``.
 
@@ -77,7 +108,21 @@ from torch import nn
 from qcreep.checks import check_int, check_number
 from qcreep.errors import QcreepError
 from qcreep.hardware import export
-from qcreep.layers import DataReUploadingLinear, FlippedQuanv, FlippedQuanv3x3
+from qcreep.hardware.families import FAMILY_LAYERS
+from qcreep.layers import (
+    AmplitudeCircuit,
+    AngleReuploading,
+    DataReUploadingLinear,
+    DressedCircuit,
+    FlippedQuanv,
+    FlippedQuanv3x3,
+    QuantumLayer,
+    Quanvolution,
+    TrainableQuanvolution,
+)
+from qcreep.layers.amplitude import cnot_ring
+from qcreep.layers.angle import cz_pairs
+from qcreep.layers.dressed import cnot_pairs
 
 INSTALL_NOTE = 'transpiled counts need Qiskit: pip install "qcreep[hardware]"'
 _TRANSPILED: dict[tuple, dict] = {}
@@ -174,7 +219,7 @@ def patch_shots(precision: float, in_channels: int = 1) -> int:
 def _find_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     found = []
     for name, module in model.named_modules():
-        if isinstance(module, DataReUploadingLinear | FlippedQuanv3x3):
+        if isinstance(module, (DataReUploadingLinear, FlippedQuanv3x3, *FAMILY_LAYERS)):
             name = name or type(module).__name__
             found.append((name, module))
     return found
@@ -259,6 +304,132 @@ def _transpiled_fields(layer, kind: str, n_qubits: int, n_reps: int, transpile: 
     return _transpile_counts(key, build), []
 
 
+FAMILY_NAMES = {DressedCircuit: "dressed_circuit", AngleReuploading: "angle_reuploading",
+                AmplitudeCircuit: "amplitude_circuit", Quanvolution: "quanvolution",
+                TrainableQuanvolution: "trainable_quanvolution"}
+
+
+def _family_name(layer) -> str:
+    for cls, name in FAMILY_NAMES.items():
+        if type(layer) is cls:
+            return name
+    for cls, name in FAMILY_NAMES.items():
+        if isinstance(layer, cls):
+            return name
+    raise QcreepError(f"no resource model for layer {type(layer).__name__}")
+
+
+def circuit_gates(layer) -> dict:
+    """Gates of one circuit of a family layer, from its structure: ``{"one_qubit", "two_qubit", "state_preparation"}``.
+
+    See the module docstring's table; ``state_preparation`` is the number of amplitudes of the initial
+    state (the amplitude circuit's ``2^n``), 0 for circuits that start in ``|0...0>``.
+
+    Example:
+        >>> from qcreep.layers import DressedCircuit
+        >>> circuit_gates(DressedCircuit(8, 2))     # n = 4, D = 6
+        {'one_qubit': 32, 'two_qubit': 18, 'state_preparation': 0}
+    """
+    n = layer.n_qubits
+    prep = 0
+    if isinstance(layer, DressedCircuit):
+        one, two = 2 * n + layer.depth * n, layer.depth * len(cnot_pairs(n))
+    elif isinstance(layer, AngleReuploading):
+        one, two = layer.layers * (layer.groups + n), layer.layers * len(cz_pairs(n))
+    elif isinstance(layer, AmplitudeCircuit):
+        one = layer.layers * n
+        two = sum(len(cnot_ring(n, index)) for index in range(layer.layers))
+        prep = 2**n
+    elif isinstance(layer, Quanvolution | TrainableQuanvolution):
+        pairs = layer.layer_pairs()
+        one, two = n + len(pairs) * n, sum(len(p) for p in pairs)
+    else:
+        raise QcreepError(f"no gate count for layer {type(layer).__name__}")
+    return {"one_qubit": one, "two_qubit": two, "state_preparation": prep}
+
+
+def family_shots(layer, precision: float) -> int:
+    """Shots per circuit for standard error ``<= precision`` of every output of a family layer (module docstring)."""
+    eps = check_number(precision, "precision")
+    with torch.no_grad():
+        if isinstance(layer, DressedCircuit):
+            bound = float(layer.post.weight.detach().double().square().sum(1).max())
+        elif isinstance(layer, AngleReuploading):
+            bound = float(layer.log_scale.detach().double().exp()) ** 2
+        elif isinstance(layer, AmplitudeCircuit):
+            bound = float(layer.log_scale.detach().double().exp()) ** 2 / 4
+        elif isinstance(layer, Quanvolution | TrainableQuanvolution):
+            w = layer.mix_weight.detach().double().reshape(layer.out_channels, layer.in_channels, layer.n_qubits)
+            bound = float(w.abs().sum(-1).square().sum(-1).max())
+        else:
+            raise QcreepError(f"no shot model for layer {type(layer).__name__}")
+    return max(1, _ceil(bound / eps**2))
+
+
+def _family_input(layer, seed: int) -> torch.Tensor:
+    """A seeded random input of the layer: features in ``[-1, 1]``, or an image of one kernel-sized patch."""
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(layer, Quanvolution | TrainableQuanvolution):
+        size = [d * (k - 1) + 1 for k, d in zip(layer.kernel_hw, layer._dilation)]
+        return torch.rand(layer.in_channels, *size, generator=gen, dtype=torch.float64)
+    return 2 * torch.rand(layer.in_features, generator=gen, dtype=torch.float64) - 1
+
+
+def _family_structure(layer) -> tuple:
+    if isinstance(layer, DressedCircuit):
+        return (layer.depth,)
+    if isinstance(layer, AngleReuploading):
+        return (layer.layers, layer.groups)
+    if isinstance(layer, AmplitudeCircuit):
+        return (layer.layers,)
+    return tuple(tuple(p) for p in layer.layer_pairs())
+
+
+def family_row(layer, common: dict, out_shape, precision: float, transpile: bool, basis, level: int,
+               seed: int) -> dict:
+    """The resource row of a family layer (see the module docstring); ``common`` holds the shared fields."""
+    name = _family_name(layer)
+    n = layer.n_qubits
+    gates = circuit_gates(layer)
+    shots = family_shots(layer, precision)
+    notes = []
+    if isinstance(layer, DressedCircuit):
+        executions = n
+        notes.append(f"{n} circuits per input, circuit i measuring Z_i; all n <Z_i> could also be read from one "
+                     "circuit's computational-basis shots (1 circuit instead of n)")
+    elif isinstance(layer, Quanvolution | TrainableQuanvolution):
+        positions = int(out_shape[-1]) * int(out_shape[-2])
+        executions = positions * layer.in_channels
+        notes.append("one circuit per output position and input channel (each patch its own circuit), measured in "
+                     "the computational basis: all n <Z_i> of a patch from the same shots")
+    else:
+        executions = 1
+        notes.append("one circuit per input, measured in the computational basis")
+    counts = {"two_qubit_gates": None, "depth": None, "gates": None, "transpile_seconds": None, "cached": None}
+    if not transpile:
+        notes.append("transpiled counts not computed (transpile=False)")
+    else:
+        try:
+            export.require("qiskit", "transpiling")
+        except QcreepError:
+            notes.append(INSTALL_NOTE)
+        else:
+            key = (name, n, _family_structure(layer), tuple(basis), level, seed)
+            work = copy.deepcopy(layer).to(torch.float64)
+
+            def build():
+                return [export.program_to_qiskit(work.circuits(_family_input(work, seed))[0])]
+
+            counts = _transpile_counts(key, build)
+    row = dict(common, layer=name, qubits=n, executions_per_image=executions, shots_per_execution=shots,
+               shots_per_image=executions * shots, circuit_gates=gates,
+               reference={"one_qubit_gates": gates["one_qubit"], "two_qubit_gates": gates["two_qubit"],
+                          "state_preparation_amplitudes": gates["state_preparation"]})
+    row.update(counts)
+    row["notes"] = notes
+    return row
+
+
 def estimate_resources(model: nn.Module, input_shape, *, precision: float = 0.01, transpile: bool = True,
                        optimization_level: int = 1, basis=export.DEFAULT_BASIS, seed_transpiler: int = 0) -> list[dict]:
     """One dict per quantum layer of ``model`` (in module order) for inputs of ``input_shape``.
@@ -292,6 +463,13 @@ def estimate_resources(model: nn.Module, input_shape, *, precision: float = 0.01
         raise QcreepError(f"resources are estimated for the 3x3 flipped quanvolution and the re-uploading head; slot "
                           f"'{name}' holds a {kh}x{kw} flipped quanvolution ({layer.n_qubits} qubits), whose "
                           "measurement settings are not counted yet")
+    known = (DataReUploadingLinear, FlippedQuanv, *FAMILY_LAYERS)
+    other = [(name or type(m).__name__, m) for name, m in model.named_modules()
+             if isinstance(m, QuantumLayer) and not isinstance(m, known)]
+    if other:
+        name, layer = other[0]
+        raise QcreepError(f"slot '{name}' holds {type(layer).__name__}, which has no resource model; supported: "
+                          "FlippedQuanv3x3, DataReUploadingLinear, " + ", ".join(c.__name__ for c in FAMILY_LAYERS))
     layers = _find_layers(model)
     if not layers:
         return []
@@ -301,6 +479,10 @@ def estimate_resources(model: nn.Module, input_shape, *, precision: float = 0.01
         in_shape, out_shape = shapes[name]
         common = {"slot": name, "input_shape": list(in_shape), "output_shape": list(out_shape), "precision": eps,
                   "basis": list(basis), "optimization_level": optimization_level}
+        if isinstance(layer, FAMILY_LAYERS):
+            rows.append(family_row(layer, common, out_shape, eps, transpile, basis, optimization_level,
+                                   seed_transpiler))
+            continue
         if isinstance(layer, FlippedQuanv3x3):
             settings = patch_settings()
             pairs = layer.out_channels * layer.in_channels
@@ -381,6 +563,12 @@ def format_resources(rows: list[dict], *, title: str | None = None) -> str:
     for r in rows:
         ref = r["reference"]
         own = list(r["notes"])
+        if "circuit_gates" in r:
+            g = r["circuit_gates"]
+            prep = (f" and a {_fmt(g['state_preparation'])}-amplitude state preparation"
+                    if g["state_preparation"] else "")
+            own.append(f"per circuit {_fmt(g['one_qubit'])} one-qubit and {_fmt(g['two_qubit'])} two-qubit gates as "
+                       f"listed{prep}")
         if r["layer"] == "data_reuploading":
             own.append(f"analytic reference for {ref['unitaries']} generic unitaries: quantum Shannon decomposition "
                        f"{_fmt(ref['two_qubit_qsd'])} CNOTs, lower bound {_fmt(ref['two_qubit_lower_bound'])}; "
