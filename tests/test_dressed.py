@@ -88,15 +88,61 @@ def test_twin_is_registered_and_bounded_like_z_expectations():
     assert twin_for("dressed_circuit", "dense") == "dressed_twin"
     twin = create_layer("dressed_twin", DenseSlot(6, 3), width=5, depth=2)
     assert isinstance(twin, DressedTwin) and twin.width == 5
-    # the middle map's output lies in [-1, 1], like <Z_i>
+    # the middle map is an orthogonal mixing of sin(q): bounded by ||sin q|| <= sqrt(n), like <Z_i> in norm
     torch.manual_seed(0)
+    with torch.no_grad():
+        twin.weights.normal_()
     x = 100 * torch.randn(50, 6)
     with torch.no_grad():
-        u = (math.pi / 2) * torch.tanh(twin.pre(x))
-        for k in range(twin.depth):
-            u = torch.tanh(twin.weights[k] * u + torch.roll(u, 1, dims=-1))
-        assert float(u.abs().max()) <= 1.0
-        assert torch.allclose(twin.post(u), twin(x))
+        g = twin.mixing()
+        assert torch.allclose(g @ g.T, torch.eye(5), atol=1e-6)
+        q = (math.pi / 2) * torch.tanh(twin.pre(x))
+        z = twin.middle(q)
+        assert torch.allclose(z.norm(dim=-1), torch.sin(q).norm(dim=-1), atol=1e-5)
+        assert torch.allclose(twin.post(z), twin(x))
+
+
+def test_twin_mixing_is_the_ordered_product_of_givens_rotations():
+    twin = DressedTwin(3, 2, width=3, depth=2, dtype=F64)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        twin.weights.normal_()
+    expected = torch.eye(3, dtype=F64)
+    for k in range(2):
+        for i in range(3):
+            j = (i + 1) % 3
+            rotation = torch.eye(3, dtype=F64)
+            angle = float(twin.weights.detach()[k, i])
+            c, s = math.cos(angle), math.sin(angle)
+            rotation[i, i], rotation[i, j], rotation[j, i], rotation[j, j] = c, -s, s, c
+            expected = rotation @ expected
+    assert torch.allclose(twin.mixing(), expected, atol=1e-14, rtol=0)
+    # at zero angles the twin is the circuit without entanglers: z = sin(q), and <Z_i> = -sin(q_i)
+    circuit = DressedCircuit(3, 2, width=3, depth=1, dtype=F64)
+    zero = DressedTwin(3, 2, width=3, depth=1, dtype=F64)
+    with torch.no_grad():
+        zero.weights.zero_()
+        circuit.weights.zero_()
+        q = torch.randn(4, 3, dtype=F64)
+        assert torch.allclose(zero.middle(q), torch.sin(q), atol=1e-15, rtol=0)
+        circuit.pre.weight.copy_(torch.eye(3, dtype=F64))
+        circuit.pre.bias.zero_()
+        x = torch.randn(4, 3, dtype=F64)
+        z = circuit.expectations(x)
+        q = (math.pi / 2) * torch.tanh(x)
+        # with RY(0) layers only the CNOT ladder acts: <Z_0> is untouched by it
+        assert torch.allclose(z[:, 0], -torch.sin(q[:, 0]), atol=1e-12, rtol=0)
+
+
+def test_one_qubit_twin_shifts_the_angle_as_the_one_qubit_circuit_does():
+    torch.manual_seed(2)
+    twin = DressedTwin(4, 2, width=1, depth=3, dtype=F64)
+    circuit = DressedCircuit(4, 2, width=1, depth=3, dtype=F64)
+    with torch.no_grad():
+        circuit.load_state_dict(twin.state_dict())
+        x = torch.randn(6, 4, dtype=F64)
+        q = (math.pi / 2) * torch.tanh(twin.pre(x))
+        assert torch.allclose(circuit.expectations(x)[:, 0], -twin.middle(q)[:, 0], atol=1e-12, rtol=0)
 
 
 def test_physical_and_normalised():

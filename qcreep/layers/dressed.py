@@ -20,12 +20,23 @@ per forward as a ``2^n x 2^n`` orthogonal matrix and applied to the batch in one
 fixed quadratic form ``psi^T V^T Z_i V psi`` of the encoded vector.
 
 :class:`DressedTwin` keeps both classical maps and replaces the circuit by a classical map with
-the same ``D n`` parameters, the same neighbour coupling and the same range: ``D`` layers
-``u <- tanh(w_k * u + roll(u, 1))`` from ``u = q`` (elementwise weights ``w_k``; the roll couples
-each feature to its neighbour, as the CNOT ladder does), read out as ``z = u`` in ``[-1, 1]``
-like ``<Z_i>``. Its difference from the dressed circuit is then what the circuit does beyond the
-two classical maps, which is the criticism of dressed circuits (the classical layers may do the
-work) made measurable.
+the same ``D n`` parameters, the same neighbour coupling and the same kind of trainable part (an
+orthogonal map, started near the identity):
+
+    z = G(w) sin(q),   G(w) = prod_{k=D..1} prod_{i=n-1..0} R_{i, i+1 mod n}(w_ki)
+
+``R_{i,j}(t)`` the Givens rotation by ``t`` in the ``(i, j)`` plane. ``sin(q)`` is what the
+circuit itself gives without its entangling part (``<Z_i>`` of ``RY(q_i) H |0>`` is
+``-sin(q_i)``), and ``G(w)`` mixes neighbours along the ring with one angle per qubit and layer, as
+the circuit's RY layers and CNOT ladder do. For one qubit (no pair to rotate) each layer shifts the
+angle instead, ``z = sin(q + sum_k w_k)``, which is exactly the one-qubit circuit up to sign. Like
+``<Z_i>``, ``z`` is a bounded trigonometric function of ``q`` (``||z|| = ||sin q|| <= sqrt(n)``);
+unlike it, it has no products of different qubits' terms. ``G`` is orthogonal, so the map neither
+contracts nor saturates, as the circuit's state evolution does not; an earlier twin, ``D`` layers
+of ``u <- tanh(w_k u + roll(u, 1))``, contracted and stayed at chance on half the digits seeds.
+Its difference from the dressed circuit is then what the circuit does beyond the two classical
+maps, which is the criticism of dressed circuits (the classical layers may do the work) made
+measurable.
 """
 
 from __future__ import annotations
@@ -274,8 +285,9 @@ class DressedCircuit(QuantumLayer):
 
 
 class DressedTwin(nn.Module):
-    """The classical twin of :class:`DressedCircuit`: the same two classical maps around ``D`` layers of
-    ``u <- tanh(w_k * u + roll(u, 1))``, with exactly the circuit's ``D n`` parameters (module docstring).
+    """The classical twin of :class:`DressedCircuit`: the same two classical maps around the orthogonal
+    map ``z = G(w) sin(q)`` of ``D`` layers of Givens rotations, with exactly the circuit's ``D n``
+    parameters (module docstring).
 
     Example:
         >>> twin = DressedTwin(30, 2)
@@ -289,23 +301,39 @@ class DressedTwin(nn.Module):
         _check_sizes("DressedTwin", in_features, out_features, width, depth)
         self.in_features, self.out_features, self.width, self.depth = in_features, out_features, width, depth
         self.pre = nn.Linear(in_features, width, dtype=dtype, device=device)
-        # started near 1, so that each layer begins close to u + roll(u) through the tanh
-        self.weights = nn.Parameter(1.0 + ANGLE_SPREAD * torch.randn(depth, width, dtype=dtype, device=device))
+        # started as the circuit's angles are, so that G starts near the identity
+        self.weights = nn.Parameter(ANGLE_SPREAD * torch.randn(depth, width, dtype=dtype, device=device))
         self.post = nn.Linear(width, out_features, dtype=dtype, device=device)
 
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def mixing(self) -> torch.Tensor:
+        """``(n, n)``: the orthogonal ``G(w)``, rotation ``(i, i + 1 mod n)`` of layer ``k`` by ``w_ki``, in order."""
+        n = self.width
+        rows = list(torch.eye(n, dtype=self.weights.dtype, device=self.weights.device).unbind(0))
+        cos, sin = torch.cos(self.weights), torch.sin(self.weights)
+        for k in range(self.depth):
+            for i in range(n):
+                j = (i + 1) % n
+                c, s = cos[k, i], sin[k, i]
+                rows[i], rows[j] = c * rows[i] - s * rows[j], s * rows[i] + c * rows[j]
+        return torch.stack(rows)
+
+    def middle(self, q: torch.Tensor) -> torch.Tensor:
+        """``z`` for the encoded angles ``q`` ``(*, n)``: ``G(w) sin(q)``, or ``sin(q + sum w)`` for one qubit."""
+        if self.width == 1:
+            return torch.sin(q + self.weights.sum(0))
+        return torch.sin(q) @ self.mixing().T
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_complex():
             raise QcreepError("DressedTwin takes real input; got a complex tensor")
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise QcreepError(f"DressedTwin expects input (*, {self.in_features}), got {tuple(x.shape)}")
-        u = (math.pi / 2) * torch.tanh(self.pre(x.to(self.weights.dtype)))
-        for k in range(self.depth):
-            u = torch.tanh(self.weights[k] * u + torch.roll(u, 1, dims=-1))
-        return self.post(u)
+        q = (math.pi / 2) * torch.tanh(self.pre(x.to(self.weights.dtype)))
+        return self.post(self.middle(q))
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, width={self.width}, depth={self.depth}, "
@@ -322,6 +350,6 @@ def make_dressed_circuit(slot, *, width=DEFAULT_WIDTH, depth=DEFAULT_DEPTH, dtyp
 
 @register_layer("dressed_twin", slot_kind="dense", quantum=False, twin_of="dressed_circuit",
                 description="DressedTwin: classical twin of dressed_circuit, the same two Linear maps around "
-                            "depth x tanh(w * u + roll(u)), parameter count equal")
+                            "depth layers of Givens rotations of sin(q), parameter count equal")
 def make_dressed_twin(slot, *, width=DEFAULT_WIDTH, depth=DEFAULT_DEPTH, dtype=None, device=None):
     return DressedTwin(slot.in_features, slot.out_features, width=width, depth=depth, dtype=dtype, device=device)
