@@ -140,13 +140,15 @@ def _refill(backbone, rung: dict, spec, families: dict[str, str]) -> dict:
 
 
 def preflight_sweep(configs: list[TrainConfig], out_dir, *, resume: bool = False, data: DataCache | None = None,
-                    check_records: bool = True) -> DataCache:
+                    check_records: bool = True, check_model=None) -> DataCache:
     """Check the whole sweep before anything trains or is written.
 
     Loads every dataset (a missing or corrupt file fails here), carves its validation split,
     builds every distinct rung's model once (too few qubits, a layer that does not fit its slot),
     checks its memory estimate against the machine, and checks the records already in ``out_dir``.
-    Returns the loaded data for the sweep to reuse.
+    ``check_model(config, model)``, if given, is called with each distinct rung's freshly built
+    model (for example, that the shots and noise to score it with afterwards can be simulated) and
+    raises :class:`QcreepError` to refuse the sweep. Returns the loaded data for the sweep to reuse.
     """
     data = data or DataCache()
     out_dir = Path(out_dir)
@@ -161,7 +163,9 @@ def preflight_sweep(configs: list[TrainConfig], out_dir, *, resume: bool = False
             built.add(key)
             check_memory_of(config)
             with torch.random.fork_rng(devices=[]):
-                build_run_model(config)
+                model = build_run_model(config)
+            if check_model is not None:
+                check_model(config, model)
         if check_records:
             preflight(config, out_dir, resume=resume)
     return data

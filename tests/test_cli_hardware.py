@@ -165,3 +165,18 @@ def test_run_with_shots_evaluates_its_quantum_runs(tmp_path):
     assert [r["label"] for r in results] == ["level 1"]
     assert results[0]["settings"]["shots"] == [50] and results[0]["settings"]["noise"] == [0.01]
     assert "## From simulation to hardware" in (out / "report.md").read_text()
+
+
+def test_run_refuses_noise_it_cannot_simulate_before_training(tmp_path, capsys):
+    out = tmp_path / "toolarge"
+    argv = ["run", "--assign", "conv1=conv2d,conv2=conv2d,head=dressed_circuit", "--structure", "width=11", *TINY,
+            "--noise", "0.01", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "on 11 qubits" in err and "at most 10 qubits" in err and "nothing was trained" in err
+    assert not out.exists()
+    # shots alone have no such limit for the same rung: it trains and is scored
+    argv[argv.index("--noise"):argv.index("--noise") + 2] = ["--shots", "20"]
+    assert main(argv) == 0
+    assert len(list((out / "hardware").glob("*.json"))) == 1

@@ -96,6 +96,31 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def execution_check(spec):
+    """``check_model(config, model)`` for :func:`qcreep.sweep.preflight_sweep`: the rung can be scored with ``spec``.
+
+    Run by ``qcreep run --shots/--noise`` before anything trains, with the largest noise level and shot
+    count, so that a layer too large for the exact noisy simulation is refused in one line then, not
+    after hours of training. Rungs with complex angles are skipped, as the evaluation skips them.
+    """
+    from qcreep.errors import QcreepError
+    from qcreep.hardware.execution import Execution, executed
+
+    execution = Execution(shots=max(spec.shots) if spec.shots else None,
+                          noise=max(spec.noise) if spec.noise else 0.0, seed=spec.seed)
+
+    def check(config, model) -> None:
+        if config.angles != "real":
+            return
+        try:
+            executed(model, execution)
+        except QcreepError as err:
+            raise QcreepError(f"{config.rung_label}: {err} (asked for by --shots/--noise; nothing was trained)") \
+                from None
+
+    return check
+
+
 def check_noise_support(out_dir, spec, run_ids=None) -> None:
     """Before anything is evaluated: every noise level of ``spec`` can be simulated for every run to evaluate.
 

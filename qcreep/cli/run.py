@@ -359,7 +359,13 @@ def cmd_run(args) -> int:
     # the other checks about its files would be wrong then), data, every rung's model and memory,
     # existing records
     check_not_in_use(out_dir)
-    data = preflight_sweep(configs, out_dir, resume=args.resume, check_records=tuning is None)
+    check_model = None
+    if hardware is not None:
+        from qcreep.cli.hardware import execution_check
+
+        check_model = execution_check(hardware)
+    data = preflight_sweep(configs, out_dir, resume=args.resume, check_records=tuning is None,
+                           check_model=check_model)
     if tuning is not None:
         from qcreep.sweep import rung_groups
         trials = [t for g in rung_groups(configs, tuple(tuning.grid)) for t in trial_configs(g[0], tuning)]

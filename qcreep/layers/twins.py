@@ -350,6 +350,10 @@ class DenseTwin(nn.Module):
     ``m_a`` as close as possible (log scale) to the register's ``2**n`` outcomes.
     The ``m_c`` constant outcomes are unread, like the register's basis states beyond ``out``:
     trainable sinks of probability mass that only absorb the last few parameters of the budget.
+    Each hidden unit costs ``F + 1 + m_a`` parameters, so a small budget buys few: the twin of
+    ``DataReUploadingLinear(1024, 10, n_reps=2)`` (2,057 parameters) has ``h = 1`` and barely
+    trains, while the circuit spends the same budget on angles that see every feature. Check
+    ``hidden`` before reading a quantum-against-twin difference at small ``n_reps``.
 
     Parameters (``F h + h + h m_a + m + out``, plus 1 with ``output_scale="learned"``):
         ``weight_in``: ``(h, F)``, standard normal (only its row directions enter the map; their
