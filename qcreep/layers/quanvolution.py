@@ -36,23 +36,28 @@ ring ``(0, 1), (1, 2), ..., (n - 1, 0)`` (one CNOT for two qubits, none for one)
 Qubits: ``n = k_h k_w``, one per pixel of the kernel (9 for 3x3, 4 for 2x2, 25 for 5x5). The
 layers simulate at most :data:`MAX_QUANVOLUTION_QUBITS` = 10, qcreep's simulator limit
 (:data:`qcreep.sim.paulis.MAX_QUBITS`): kernels up to 3x3, 2x4, 2x5 and 1x10 fit. Past it the
-fast path stops being fast (``M`` below has ``4^n`` entries and each patch costs ``4^n``
-operations: 1M at 10 qubits, 16M at 12). :meth:`qubits_for` and :meth:`fits` say so before
+costs grow too fast: each patch's state has ``2^n`` amplitudes and costs
+``O(2^n 2^(n/2))`` operations per layer, and the dense matrix ``M`` below, which the unitarity
+check, the export and the hardware models use, has ``4^n`` entries (1M at 10 qubits, 16M at 12). :meth:`qubits_for` and :meth:`fits` say so before
 anything is built, and a larger kernel (3x4: 12 qubits, 5x5: 25) is refused with that reason.
 ``qcreep.creep`` still fills such a slot with another quantum layer of its kind (the flipped
 quanvolution needs 3 qubits for 5x5).
 
-The fast path uses the structure. The encoded state is a product, so ``|psi>`` is built for all
-patches of all images at once (``F.unfold``, then ``n - 1`` batched outer products of the
-one-qubit states ``(cos(theta/2), sin(theta/2))``). The first rotation layer ``R_1`` acts on that
-product state qubit by qubit, and ``RY(a) RY(pi x) = RY(pi x + a)``, so it is folded into the
-encoding angles. The rest, ``M = C_L R_L ... C_2 R_2 C_1``, does not depend on the data: it is
-built once per forward as a real ``2^n x 2^n`` orthogonal matrix (gate by gate from the identity:
-each CNOT block a row permutation, each RY a 2x2 contraction on one axis) and applied to every
-patch in one matrix product. Then ``z = |phi|^2 S``, ``S_ji = 1 - 2 bit_i(j)`` the sign of ``Z_i``
-on basis state ``j``. Cost ``O(P 4^n)`` for ``P`` patches (``O(n 4^n)`` for ``M``), no Python loop
-over samples or patches. :meth:`forward_reference` simulates each patch's circuit gate by gate
-(:mod:`qcreep.sim.program`), the first layer unfolded.
+The fast path uses the structure, and runs the circuit on the states of all patches of all images
+at once (``F.unfold`` gives the patches), with no Python loop over samples or patches. The encoded
+state is a product, built as a balanced tree of batched outer products of the one-qubit states
+``(cos(theta/2), sin(theta/2))``. The first rotation layer ``R_1`` acts on that product state
+qubit by qubit, and ``RY(a) RY(pi x) = RY(pi x + a)``, so it is folded into the encoding angles.
+Each CNOT block is a permutation of the basis states, applied as a gather (its backward the inverse
+gather). Each later rotation layer is a Kronecker product ``A x B`` of the RYs on the first
+``n // 2`` qubits and on the rest, so with the state as a ``2^(n//2) x 2^(n - n//2)`` matrix ``S``
+it is ``A S B^T``: ``O(2^n (2^(n//2) + 2^(n - n//2)))`` per patch and layer (24,576 multiply-adds
+for 9 qubits) instead of the ``4^n`` (262,144) of a dense ``2^n x 2^n`` matrix. The last CNOT block
+is moved onto the readout: ``z = |phi|^2 S`` with the rows of ``S`` permuted, ``S_ji = 1 - 2
+bit_i(j)`` the sign of ``Z_i`` on basis state ``j``. The same circuit as one real orthogonal
+matrix, ``M = C_L R_L ... C_2 R_2 C_1`` (:meth:`unitary_rest`, built gate by gate from the
+identity), serves the unitarity check, the export and the hardware models. :meth:`forward_reference`
+simulates each patch's circuit gate by gate (:mod:`qcreep.sim.program`), the first layer unfolded.
 
 What the features are: the encoded density matrix is ``prod_p (I + cos(pi x_p) Z + sin(pi x_p) X) / 2``
 and ``z_i = tr(Z_i U rho U^T)`` is linear in each factor, so each ``z_i`` is a fixed, bounded
@@ -163,15 +168,62 @@ def _cnot() -> torch.Tensor:
 def product_state(theta: torch.Tensor) -> torch.Tensor:
     """``(..., 2^n)`` real states ``RY(theta_0)|0> x ... x RY(theta_{n-1})|0>`` for angles ``(..., n)``.
 
-    ``n - 1`` batched outer products, qubit 0 the most significant bit.
+    Qubit 0 is the most significant bit. The one-qubit states ``(cos(theta/2), sin(theta/2))`` are
+    joined pairwise, as a balanced tree of batched outer products (``ceil(log2 n)`` rounds, each a
+    batched matrix product of a column by a row), so the backward pass is matrix products too
+    rather than strided reductions over broadcast axes.
     """
     half = theta / 2
-    c, s = torch.cos(half), torch.sin(half)
-    psi = torch.stack((c[..., 0], s[..., 0]), -1)
-    for q in range(1, theta.shape[-1]):
-        amp = torch.stack((c[..., q], s[..., q]), -1)
-        psi = (psi[..., :, None] * amp[..., None, :]).flatten(-2)
-    return psi
+    parts = list(torch.stack((torch.cos(half), torch.sin(half)), -1).unbind(-2))
+    while len(parts) > 1:
+        joined = [torch.matmul(a.unsqueeze(-1), b.unsqueeze(-2)).flatten(-2) for a, b in zip(parts[::2], parts[1::2])]
+        parts = joined + parts[len(joined) * 2:]
+    return parts[0]
+
+
+class _Permute(torch.autograd.Function):
+    """``v[..., source]`` for a permutation ``source``, with the backward as the inverse gather (not a scatter)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(v, source, inverse):
+        return v[..., source]
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        return grad[..., inverse], None, None
+
+
+def _permute(v: torch.Tensor, source: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """``(C v)`` on the last axis for the basis permutation ``C`` with ``(C v)[k] = v[source[k]]``."""
+    return _Permute.apply(v, source, inverse)
+
+
+def _ry_kron(angles: torch.Tensor) -> torch.Tensor:
+    """``(2^m, 2^m)``: ``RY(angles_0) x ... x RY(angles_{m-1})`` for ``m`` angles (``1 x 1`` identity for none)."""
+    out = torch.ones(1, 1, dtype=angles.dtype, device=angles.device)
+    for gate in _ry(angles).unbind(0):
+        out = (out[:, None, :, None] * gate[None, :, None, :]).flatten(2).flatten(0, 1)
+    return out
+
+
+def _apply_ry_states(states: torch.Tensor, angles: torch.Tensor, width: int) -> torch.Tensor:
+    """``R`` applied to states on the last axis (``(..., 2^n)``), ``R = RY(angles_0) x ... x RY(angles_{n-1})``.
+
+    ``R = A x B`` with ``A`` on the first ``n // 2`` qubits and ``B`` on the rest, so with the state
+    as a ``2^(n//2) x 2^(n - n//2)`` matrix ``S`` the result is ``A S B^T``: two matrix products of
+    ``O(2^n (2^(n//2) + 2^(n - n//2)))`` per state instead of one of ``O(4^n)``.
+    """
+    first = width // 2
+    left, right = _ry_kron(angles[:first]), _ry_kron(angles[first:])
+    grid = states.unflatten(-1, (2**first, 2 ** (width - first)))
+    return torch.matmul(torch.matmul(left, grid), right.T).flatten(-2)
 
 
 def z_signs(width: int, dtype=None, device=None) -> torch.Tensor:
@@ -368,16 +420,42 @@ class _QuanvolutionBase(_ConvPatches, QuantumLayer):
         eye = torch.eye(2**self.n_qubits, dtype=angles.dtype, device=angles.device)
         return self._rest(_apply_ry_layer(eye, angles[0], self.n_qubits), angles, self._sources(angles.device))
 
+    def _permutations(self, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(source, inverse)`` of each layer's CNOT permutation, on ``device``."""
+        out = []
+        for source in self._sources(device):
+            inverse = torch.empty_like(source)
+            inverse[source] = torch.arange(source.numel(), device=source.device)
+            out.append((source, inverse))
+        return out
+
+    def _evolve(self, patches: torch.Tensor):
+        """The final states before the last CNOT block, and that block's ``(source, inverse)``.
+
+        The circuit on the states themselves, layer by layer: the product state with ``R_1`` folded into
+        the encoding, then ``C_1``, ``R_2``, ``C_2``, ..., ``R_L`` (each ``C`` a gather, each ``R`` two
+        small matrix products, :func:`_apply_ry_states`); ``C_L`` is left to the caller.
+        """
+        angles = self.rotation_angles()
+        perms = self._permutations(patches.device)
+        rows = product_state(math.pi * patches + angles[0])  # R_1 folded: RY(a) RY(pi x) = RY(pi x + a)
+        for layer in range(1, len(perms)):
+            rows = _apply_ry_states(_permute(rows, *perms[layer - 1]), angles[layer], self.n_qubits)
+        return rows, perms[-1]
+
     def states(self, patches: torch.Tensor) -> torch.Tensor:
         """``(..., 2^n)`` real final states ``U |psi(x)>`` for pixel values ``(..., n)``."""
-        angles = self.rotation_angles()
-        psi = product_state(math.pi * patches + angles[0])  # R_1 folded: RY(a) RY(pi x) = RY(pi x + a)
-        return psi @ self.unitary_rest().T
+        rows, last = self._evolve(patches)
+        return _permute(rows, *last)
 
     def expectations(self, patches: torch.Tensor) -> torch.Tensor:
-        """``(..., n)``: ``<Z_i>`` of the circuit for pixel values ``(..., n)``, from ``|phi|^2 S``."""
-        phi = self.states(patches)
-        return (phi * phi) @ self._signs
+        """``(..., n)``: ``<Z_i>`` of the circuit for pixel values ``(..., n)``, from ``|phi|^2 S``.
+
+        The last CNOT block permutes the basis, so it is applied to the signs instead of the states:
+        ``sum_k phi_{source(k)}^2 S_k = sum_j phi_j^2 S_{inverse(j)}``.
+        """
+        rows, (_, inverse) = self._evolve(patches)
+        return (rows * rows) @ self._signs[inverse]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, self.expectations)
