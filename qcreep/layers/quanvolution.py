@@ -38,8 +38,9 @@ layers simulate at most :data:`MAX_QUANVOLUTION_QUBITS` = 10, qcreep's simulator
 (:data:`qcreep.sim.paulis.MAX_QUBITS`): kernels up to 3x3, 2x4, 2x5 and 1x10 fit. Past it the
 costs grow too fast: each patch's state has ``2^n`` amplitudes and costs
 ``O(2^n 2^(n/2))`` operations per layer, and the dense matrix ``M`` below, which the unitarity
-check, the export and the hardware models use, has ``4^n`` entries (1M at 10 qubits, 16M at 12). :meth:`qubits_for` and :meth:`fits` say so before
-anything is built, and a larger kernel (3x4: 12 qubits, 5x5: 25) is refused with that reason.
+check, the export and the hardware models use, has ``4^n`` entries (1M at 10 qubits, 16M at
+12). :meth:`qubits_for` and :meth:`fits` say so before anything is built, and a larger kernel
+(3x4: 12 qubits, 5x5: 25) is refused with that reason.
 ``qcreep.creep`` still fills such a slot with another quantum layer of its kind (the flipped
 quanvolution needs 3 qubits for 5x5).
 
