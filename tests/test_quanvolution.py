@@ -90,6 +90,40 @@ def test_fast_path_equals_the_reference(cls, kernel, stride, padding, dilation, 
     assert _diff(u.T @ u, torch.eye(u.shape[0], dtype=F64)) < 1e-12
 
 
+@pytest.mark.parametrize("cls", [Quanvolution, TrainableQuanvolution])
+@pytest.mark.parametrize("kernel", [1, 2, (1, 3), 3])
+def test_layer_by_layer_states_equal_the_dense_matrix_route(cls, kernel):
+    """The fast path (gathers and A x B products on the states) against the product state times ``M^T``,
+    in values, in gradients for the pixels and the circuit, and under ``vmap`` of ``jacrev``."""
+    from torch.func import jacrev, vmap
+
+    from qcreep.layers.quanvolution import product_state
+
+    torch.manual_seed(5)
+    layer = cls(1, 2, kernel, dtype=F64)
+    n = layer.n_qubits
+    pixels = torch.rand(3, 4, n, generator=_gen(2), dtype=F64, requires_grad=True)
+    weights = torch.randn(3, 4, n, generator=_gen(3), dtype=F64)
+
+    def dense(x):
+        angles = layer.rotation_angles()
+        phi = product_state(math.pi * x + angles[0]) @ layer.unitary_rest().T
+        return (phi * phi) @ layer._signs
+
+    fast, slow = layer.expectations(pixels), dense(pixels)
+    assert _diff(fast, slow) < 1e-13
+    assert _diff(layer.states(pixels).norm(dim=-1), torch.ones(3, 4, dtype=F64)) < 1e-13
+    params = [pixels] + ([layer.weights] if cls is TrainableQuanvolution else [])
+    g_fast = torch.autograd.grad((fast * weights).sum(), params)
+    g_slow = torch.autograd.grad((slow * weights).sum(), params)
+    for a, b in zip(g_fast, g_slow):
+        assert _diff(a, b) < 1e-12
+    flat = pixels.detach().reshape(-1, n)[:5]
+    jac = vmap(jacrev(layer.expectations))(flat)
+    loop = torch.stack([torch.autograd.functional.jacobian(dense, row) for row in flat])
+    assert jac.shape == (5, n, n) and _diff(jac, loop) < 1e-12
+
+
 # ============================================================================ against PennyLane
 
 
